@@ -1,0 +1,221 @@
+//! Emotion label sets, one per dataset, with case-insensitive synonyms.
+//!
+//! An [`Emotion`] is a label of one dataset's own set, spelt as that dataset spells it
+//! (MELD `joy`, EmoryNLP `Joyful`, IEMOCAP `happy`). Parsing maps case and synonyms onto that
+//! set; a word outside it is `None`, which a loader turns into an error and the reward parser
+//! into an invalid label.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An emotion label, spelt as its dataset spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Emotion(&'static str);
+
+impl Emotion {
+    /// The label as the dataset spells it.
+    pub fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Emotion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for Emotion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+/// The ERC datasets selfemo knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Dataset {
+    /// MELD (Poria et al., 2019): Friends, 7 Ekman-style labels.
+    Meld,
+    /// EmoryNLP (Zahiri & Choi, 2018): Friends, 7 Feeling-Wheel labels.
+    Emorynlp,
+    /// IEMOCAP (Busso et al., 2008): 6 classes, happy and excited not merged.
+    Iemocap,
+}
+
+impl Dataset {
+    /// Every dataset, in a fixed order.
+    pub const ALL: [Dataset; 3] = [Dataset::Meld, Dataset::Emorynlp, Dataset::Iemocap];
+
+    /// The dataset's name as used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Meld => "meld",
+            Dataset::Emorynlp => "emorynlp",
+            Dataset::Iemocap => "iemocap",
+        }
+    }
+
+    /// Parses a dataset name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Dataset> {
+        Dataset::ALL.into_iter().find(|d| d.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The dataset's label set.
+    pub fn labels(self) -> &'static LabelSet {
+        match self {
+            Dataset::Meld => &MELD,
+            Dataset::Emorynlp => &EMORYNLP,
+            Dataset::Iemocap => &IEMOCAP,
+        }
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One dataset's labels and the synonyms that map onto them.
+#[derive(Debug)]
+pub struct LabelSet {
+    /// Canonical labels, in the dataset's usual order (neutral first).
+    labels: &'static [&'static str],
+    /// (lower-case synonym, canonical label) pairs; every canonical label also matches itself.
+    synonyms: &'static [(&'static str, &'static str)],
+}
+
+impl LabelSet {
+    /// The canonical labels in a fixed order.
+    pub fn emotions(&self) -> impl ExactSizeIterator<Item = Emotion> + '_ {
+        self.labels.iter().map(|l| Emotion(l))
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Always false: every set has labels.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Position of `e` in [`LabelSet::emotions`], if it belongs to this set.
+    pub fn index_of(&self, e: Emotion) -> Option<usize> {
+        self.labels.iter().position(|l| *l == e.0)
+    }
+
+    /// The label at `i` in [`LabelSet::emotions`].
+    pub fn get(&self, i: usize) -> Option<Emotion> {
+        self.labels.get(i).map(|l| Emotion(l))
+    }
+
+    /// Maps a word (any case, surrounding space and punctuation ignored) to this set's label.
+    pub fn parse(&self, word: &str) -> Option<Emotion> {
+        let w = word.trim().trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+        if w.is_empty() {
+            return None;
+        }
+        if let Some(l) = self.labels.iter().find(|l| l.to_lowercase() == w) {
+            return Some(Emotion(l));
+        }
+        self.synonyms.iter().find(|(s, _)| *s == w).map(|(_, l)| Emotion(l))
+    }
+
+    /// The labels joined for a prompt, e.g. `neutral, surprise, fear`.
+    pub fn joined(&self) -> String {
+        self.labels.join(", ")
+    }
+}
+
+/// MELD's 7 labels.
+pub static MELD: LabelSet = LabelSet {
+    labels: &["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"],
+    synonyms: &[
+        ("neu", "neutral"),
+        ("surprised", "surprise"),
+        ("scared", "fear"),
+        ("afraid", "fear"),
+        ("fearful", "fear"),
+        ("sad", "sadness"),
+        ("joyful", "joy"),
+        ("happy", "joy"),
+        ("happiness", "joy"),
+        ("disgusted", "disgust"),
+        ("angry", "anger"),
+        ("mad", "anger"),
+    ],
+};
+
+/// EmoryNLP's 7 Feeling-Wheel labels.
+pub static EMORYNLP: LabelSet = LabelSet {
+    labels: &["Neutral", "Joyful", "Peaceful", "Powerful", "Scared", "Mad", "Sad"],
+    synonyms: &[
+        ("joy", "Joyful"),
+        ("happy", "Joyful"),
+        ("happiness", "Joyful"),
+        ("calm", "Peaceful"),
+        ("confident", "Powerful"),
+        ("fear", "Scared"),
+        ("afraid", "Scared"),
+        ("fearful", "Scared"),
+        ("angry", "Mad"),
+        ("anger", "Mad"),
+        ("sadness", "Sad"),
+    ],
+};
+
+/// IEMOCAP's 6 classes (happy and excited kept apart, as DialogueRNN through InstructERC).
+pub static IEMOCAP: LabelSet = LabelSet {
+    labels: &["neutral", "happy", "sad", "angry", "excited", "frustrated"],
+    synonyms: &[
+        ("joy", "happy"),
+        ("joyful", "happy"),
+        ("happiness", "happy"),
+        ("sadness", "sad"),
+        ("anger", "angry"),
+        ("mad", "angry"),
+        ("excitement", "excited"),
+        ("frustration", "frustrated"),
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synonyms_map_to_each_datasets_own_spelling() {
+        assert_eq!(MELD.parse("Joyful").unwrap().name(), "joy");
+        assert_eq!(EMORYNLP.parse("joy").unwrap().name(), "Joyful");
+        assert_eq!(IEMOCAP.parse("HAPPINESS").unwrap().name(), "happy");
+        assert_eq!(MELD.parse(" mad. ").unwrap().name(), "anger");
+        assert_eq!(EMORYNLP.parse("angry").unwrap().name(), "Mad");
+        assert_eq!(IEMOCAP.parse("sadness").unwrap().name(), "sad");
+        assert_eq!(MELD.parse("sad").unwrap().name(), "sadness");
+    }
+
+    #[test]
+    fn words_outside_the_set_are_rejected() {
+        assert_eq!(MELD.parse("excited"), None);
+        assert_eq!(EMORYNLP.parse("disgust"), None);
+        assert_eq!(IEMOCAP.parse("surprise"), None);
+        assert_eq!(MELD.parse(""), None);
+    }
+
+    #[test]
+    fn every_synonym_points_into_its_set() {
+        for d in Dataset::ALL {
+            let set = d.labels();
+            for (s, l) in set.synonyms {
+                assert!(set.labels.contains(l), "{d}: {s} -> {l}");
+                assert_eq!(s.to_lowercase(), *s);
+            }
+            for e in set.emotions() {
+                assert_eq!(set.parse(&e.name().to_uppercase()), Some(e));
+            }
+        }
+    }
+}

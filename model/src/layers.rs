@@ -1,0 +1,178 @@
+//! The decoder's building blocks. Field names are the HF checkpoint keys, and weights keep the
+//! HF `[out, in]` layout, so loading and export are straight key maps.
+
+use crate::rope;
+use burn::module::{Module, Param};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor, activation};
+
+/// A bias-free projection y = x Wᵀ with W `[out, in]` (HF layout).
+#[derive(Module, Debug)]
+pub struct Proj {
+    /// `[out, in]`.
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Proj {
+    /// x `[n, in]` → `[n, out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.val().transpose())
+    }
+}
+
+/// RMSNorm: x / sqrt(mean(x²) + ε) · w, over the last dim.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// `[d]`.
+    pub weight: Param<Tensor<1>>,
+    /// ε.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Normalises over the last dim of any rank.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = x.clone().powf_scalar(2.0).mean_dim(D - 1).add_scalar(self.eps).sqrt();
+        (x / rms) * self.weight.val().unsqueeze::<D>()
+    }
+}
+
+/// Per-layer key/value cache: `[batch, kv_heads, cached, head_dim]` each.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    /// Keys after RoPE, or `None` before the first call.
+    pub kv: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+/// What every layer of one forward call shares: RoPE tables and the attention mask.
+pub struct AttentionContext {
+    /// cos table `[batch, 1, seq, hd]`.
+    pub cos: Tensor<4>,
+    /// sin table `[batch, 1, seq, hd]`.
+    pub sin: Tensor<4>,
+    /// `true` = masked, `[batch, heads, seq, keys]`; `None` = plain causal with no padding.
+    pub mask: Option<Tensor<4, Bool>>,
+}
+
+/// Grouped-query self-attention with optional q/k-norm (Qwen3).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[H·hd, d]`.
+    pub q_proj: Proj,
+    /// `[KV·hd, d]`.
+    pub k_proj: Proj,
+    /// `[KV·hd, d]`.
+    pub v_proj: Proj,
+    /// `[d, H·hd]`.
+    pub o_proj: Proj,
+    /// Qwen3 per-head norm of q, `[hd]`.
+    pub q_norm: Option<RmsNorm>,
+    /// Qwen3 per-head norm of k, `[hd]`.
+    pub k_norm: Option<RmsNorm>,
+    /// H.
+    pub num_heads: usize,
+    /// KV.
+    pub num_kv_heads: usize,
+    /// hd.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// x `[batch, seq, d]` → `[batch, seq, d]`; appends this call's keys and values to `cache`.
+    pub fn forward(&self, x: Tensor<3>, ctx: &AttentionContext, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let flat = x.reshape([b * t, d]);
+        // 1. project and split heads: [b, heads, t, hd]
+        let heads = |p: &Proj, n: usize| p.forward(flat.clone()).reshape([b, t, n, hd]).swap_dims(1, 2);
+        let (mut q, mut k, v) = (heads(&self.q_proj, h), heads(&self.k_proj, kv), heads(&self.v_proj, kv));
+        // 2. q/k-norm per head (Qwen3)
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
+        // 3. rotate
+        let q = rope::apply(q, &ctx.cos, &ctx.sin);
+        let k = rope::apply(k, &ctx.cos, &ctx.sin);
+        // 4. extend the cache
+        let (k, v) = match cache {
+            Some(c) => {
+                let (k, v) = match c.kv.take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    None => (k, v),
+                };
+                c.kv = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        // 5. share kv heads across their query group
+        let keys = k.dims()[2];
+        let repeat = |x: Tensor<4>| {
+            if h == kv {
+                return x;
+            }
+            x.unsqueeze_dim::<5>(2).expand([b, kv, h / kv, keys, hd]).reshape([b, h, keys, hd])
+        };
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: ctx.mask.is_none() };
+        let out = attention(q, repeat(k), repeat(v), ctx.mask.clone(), None, options);
+        // 6. merge heads and project out
+        let out = out.swap_dims(1, 2).reshape([b * t, h * hd]);
+        self.o_proj.forward(out).reshape([b, t, d])
+    }
+}
+
+/// SwiGLU feed-forward: down(silu(gate x) ⊙ up x).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[ffn, d]`.
+    pub gate_proj: Proj,
+    /// `[ffn, d]`.
+    pub up_proj: Proj,
+    /// `[d, ffn]`.
+    pub down_proj: Proj,
+}
+
+impl Mlp {
+    /// x `[n, d]` → `[n, d]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let gate = activation::silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Attention block.
+    pub self_attn: Attention,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Norm before the feed-forward.
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    /// x `[batch, seq, d]` → `[batch, seq, d]`. `steer` `[d]` is added to the attention output
+    /// at the last position when given.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: &AttentionContext,
+        cache: Option<&mut LayerCache>,
+        steer: Option<&Tensor<1>>,
+    ) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let mut attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), ctx, cache);
+        if let Some(s) = steer {
+            let last = attn.clone().slice([0..b, t - 1..t, 0..d]) + s.clone().unsqueeze::<3>();
+            attn = attn.slice_assign([0..b, t - 1..t, 0..d], last);
+        }
+        let x = x + attn;
+        let h = self.post_attention_layernorm.forward(x.clone()).reshape([b * t, d]);
+        x + self.mlp.forward(h).reshape([b, t, d])
+    }
+}

@@ -1,0 +1,136 @@
+//! The SELF-EMO policy: a Llama/Qwen3-family decoder in burn.
+//!
+//! Loads the embedded default model (SmolLM2-135M-Instruct GGUF, see [`fetch`]) or an HF
+//! folder, generates with a KV cache ([`generate`]), scores completions for training
+//! ([`score`]), and exports HF folders that transformers, vLLM and llama.cpp's converter read.
+
+pub mod config;
+pub mod device;
+pub mod fetch;
+pub mod generate;
+pub mod gguf;
+pub mod layers;
+pub mod model;
+pub mod rope;
+pub mod sampling;
+pub mod score;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{Architecture, ModelConfig};
+pub use device::parse_device;
+pub use generate::{Generation, generate};
+pub use model::{CausalLm, KvCache};
+pub use sampling::SamplingConfig;
+pub use score::completion_logprobs;
+pub use tokenizer::{Message, TextTokenizer};
+pub use weights::LoadError;
+
+use burn::tensor::{DType, Device};
+use std::path::{Path, PathBuf};
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The embedded default (fetched on first use).
+    Default,
+    /// A GGUF file (llama or qwen3 architecture).
+    Gguf(PathBuf),
+    /// An HF folder: config.json, *.safetensors, tokenizer.json.
+    HfDir(PathBuf),
+}
+
+impl ModelSource {
+    /// `default`, a `.gguf` file, or a folder.
+    pub fn parse(spec: &str) -> Self {
+        let p = Path::new(spec);
+        match spec {
+            "default" | "" => ModelSource::Default,
+            _ if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) => ModelSource::Gguf(p.to_path_buf()),
+            _ => ModelSource::HfDir(p.to_path_buf()),
+        }
+    }
+}
+
+/// How to load.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Keep only the first n layers (tests and quick experiments).
+    pub max_layers: Option<usize>,
+    /// Parameter dtype for HF folders (F32 or BF16); GGUFs dequantise to F32.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { max_layers: None, dtype: DType::F32 }
+    }
+}
+
+/// A model with its config and tokenizer.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network.
+    pub model: CausalLm,
+    /// Its shape.
+    pub config: ModelConfig,
+    /// Its tokenizer and chat template.
+    pub tokenizer: TextTokenizer,
+}
+
+/// Any failure to get or load a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The default model could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    /// A model file is bad.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+impl LoadedModel {
+    /// Loads a model onto `device` (fetching the default one when needed).
+    pub fn load(source: &ModelSource, options: LoadOptions, device: &Device) -> Result<Self, ModelError> {
+        match source {
+            ModelSource::Default => {
+                let path = fetch::ensure_default_model()?;
+                Self::load(&ModelSource::Gguf(path), options, device)
+            }
+            ModelSource::Gguf(path) => {
+                let g = gguf::Gguf::open(path).map_err(LoadError::from)?;
+                let tokenizer = TextTokenizer::from_gguf(&g)?;
+                drop(g);
+                let (model, config) = weights::load_gguf(path, options.max_layers, device)?;
+                Ok(Self { model, config, tokenizer })
+            }
+            ModelSource::HfDir(dir) => {
+                let (model, config) = weights::load_hf(dir, options.dtype, options.max_layers, device)?;
+                let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), &config.eos_token_ids)?;
+                Ok(Self { model, config, tokenizer })
+            }
+        }
+    }
+
+    /// Writes an HF folder: model.safetensors, config.json, tokenizer.json, generation_config.json.
+    pub fn export(&self, dir: &Path) -> Result<(), LoadError> {
+        weights::export_hf(&self.model, &self.config, dir)?;
+        self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        let generation = serde_json::json!({
+            "bos_token_id": self.config.bos_token_id,
+            "eos_token_id": self.tokenizer.eos_ids,
+            "pad_token_id": self.tokenizer.pad_id,
+        });
+        weights::write_file(&dir.join("generation_config.json"), &serde_json::to_vec_pretty(&generation).expect("json serialises"))
+    }
+
+    /// Generates replies to chat prompts (one per prompt), decoded without special tokens.
+    pub fn chat(&self, prompts: &[Vec<Message>], sampling: &SamplingConfig, seed: u64) -> Vec<(String, Generation)> {
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|m| self.tokenizer.encode(&self.tokenizer.chat_prompt(m))).collect();
+        let seeds: Vec<u64> = (0..ids.len() as u64).map(|i| seed.wrapping_add(i)).collect();
+        generate(&self.model, &ids, sampling, &seeds, &self.tokenizer.eos_ids, self.tokenizer.pad_id, None)
+            .into_iter()
+            .map(|g| (self.tokenizer.decode(&g.tokens, true), g))
+            .collect()
+    }
+}

@@ -1,0 +1,168 @@
+//! The causal language model: embedding, decoder layers, final norm, (tied) LM head.
+
+use crate::config::ModelConfig;
+use crate::layers::{AttentionContext, DecoderLayer, LayerCache, Proj, RmsNorm};
+use crate::rope;
+use burn::module::{Module, Param};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+
+/// The decoder trunk, `model.*` in HF checkpoints.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    /// Token embedding `[V, d]`.
+    pub embed_tokens: Embedding,
+    /// Decoder layers, `model.layers.{i}`.
+    pub layers: Vec<DecoderLayer>,
+    /// Final RMSNorm.
+    pub norm: RmsNorm,
+}
+
+/// A lookup table, `weight` `[V, d]`.
+#[derive(Module, Debug)]
+pub struct Embedding {
+    /// `[V, d]`.
+    pub weight: Param<Tensor<2>>,
+}
+
+/// A Llama/Qwen3-family causal LM. Field paths equal HF keys (`model.layers.0.mlp.up_proj.weight`).
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    /// The trunk.
+    pub model: Decoder,
+    /// Untied output head `[V, d]`; `None` when tied to the embedding.
+    pub lm_head: Option<Proj>,
+    /// RoPE θ.
+    pub rope_theta: f64,
+}
+
+/// Key/value cache of every layer plus which key positions hold real tokens.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    /// One per layer.
+    pub layers: Vec<LayerCache>,
+    /// Per row, per cached key position: a real token (not left padding).
+    pub valid: Vec<Vec<bool>>,
+    /// Per row, the position id the next token gets.
+    pub next_position: Vec<usize>,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` rows.
+    pub fn new(num_layers: usize, batch: usize) -> Self {
+        Self { layers: vec![LayerCache::default(); num_layers], valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+    }
+
+    /// Cached length (same for every row).
+    pub fn len(&self) -> usize {
+        self.valid.first().map_or(0, Vec::len)
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CausalLm {
+    /// A randomly initialised model (tests, benches): N(0, 0.02) matrices, unit norms.
+    pub fn random(config: &ModelConfig, seed: u64, device: &Device) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut normal = move || {
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random());
+            0.02 * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        };
+        let fetch = |_: &str, shape: &[usize]| -> Result<TensorData, crate::weights::LoadError> {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = if shape.len() == 1 { vec![1.0; n] } else { (0..n).map(|_| normal()).collect() };
+            Ok(TensorData::new(values, shape.to_vec()))
+        };
+        crate::weights::assemble(config, fetch, device).expect("random weights have the configured shapes")
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    /// Hidden states after the final norm, `[batch, seq, d]`, for left-padded `tokens`
+    /// `[batch, seq]` whose real tokens are marked by `valid` (per row, per position).
+    ///
+    /// With a cache, `tokens` continue the cached sequence and the cache grows by `seq`.
+    /// `steer[l]` `[d]`, when given, is added to layer l's attention output at the last position.
+    pub fn hidden(&self, tokens: Tensor<2, Int>, valid: &[Vec<bool>], cache: Option<&mut KvCache>, steer: Option<&[Tensor<1>]>) -> Tensor<3> {
+        let [b, t] = tokens.dims();
+        let device = tokens.device();
+        let d = self.model.embed_tokens.weight.dims()[1];
+        let x = self.model.embed_tokens.weight.val().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
+        let mut local = KvCache::new(0, b);
+        let cache_ref = match cache {
+            Some(c) => c,
+            None => &mut local,
+        };
+        let past = cache_ref.len();
+        // Positions count real tokens only, so a left-padded row starts at 0.
+        let mut positions = vec![vec![0usize; t]; b];
+        for (r, row) in valid.iter().enumerate() {
+            let mut p = cache_ref.next_position[r];
+            for (i, ok) in row.iter().enumerate() {
+                positions[r][i] = p;
+                if *ok {
+                    p += 1;
+                }
+            }
+            cache_ref.next_position[r] = p;
+            cache_ref.valid[r].extend_from_slice(row);
+        }
+        let head_dim = self.model.layers.first().map_or(2, |l| l.self_attn.head_dim);
+        let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
+        let (cos, sin) = rope::tables(&positions, head_dim, self.rope_theta, &device);
+        let plain = past == 0 && valid.iter().all(|r| r.iter().all(|v| *v));
+        let mask = (!plain).then(|| causal_padding_mask(&cache_ref.valid, past, t, heads, &device));
+        let ctx = AttentionContext { cos, sin, mask };
+        let use_cache = !cache_ref.layers.is_empty();
+        let mut x = x;
+        for (l, layer) in self.model.layers.iter().enumerate() {
+            let c = if use_cache { Some(&mut cache_ref.layers[l]) } else { None };
+            x = layer.forward(x, &ctx, c, steer.and_then(|s| s.get(l)));
+        }
+        self.model.norm.forward(x)
+    }
+
+    /// Logits for hidden rows `[n, d]` → `[n, V]` (the vocabulary projection).
+    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+        }
+    }
+
+    /// Full logits `[batch, seq, V]` for unpadded `tokens` (tests and golden checks).
+    pub fn forward_logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = tokens.dims();
+        let h = self.hidden(tokens, &vec![vec![true; t]; b], None, None);
+        let d = h.dims()[2];
+        let logits = self.logits(h.reshape([b * t, d]));
+        let v = logits.dims()[1];
+        logits.reshape([b, t, v])
+    }
+}
+
+/// `true` where query i of row r must not see key j: j after the query, or j is padding.
+/// A query with nothing to see (a padded query) may see itself, so softmax stays finite.
+fn causal_padding_mask(valid: &[Vec<bool>], past: usize, t: usize, heads: usize, device: &Device) -> Tensor<4, Bool> {
+    let (b, keys) = (valid.len(), past + t);
+    let mut data = Vec::with_capacity(b * t * keys);
+    for row in valid {
+        for i in 0..t {
+            let q = past + i;
+            let start = data.len();
+            data.extend((0..keys).map(|j| !(j <= q && row[j])));
+            if data[start..].iter().all(|m| *m) {
+                data[start + q] = false;
+            }
+        }
+    }
+    Tensor::<4, Bool>::from_data(TensorData::new(data, [b, 1, t, keys]), device).expand([b, heads, t, keys])
+}
