@@ -1,6 +1,7 @@
 //! `selfemo`: train, evaluate and inspect SELF-EMO emotion models from the command line.
 
 mod cli_data;
+mod cli_model;
 
 use clap::{Parser, Subcommand};
 
@@ -17,11 +18,17 @@ enum Command {
     /// Inspect and convert the ERC datasets (MELD, EmoryNLP, IEMOCAP).
     #[command(subcommand)]
     Data(cli_data::DataCommand),
+    /// Download and verify the embedded default model (SmolLM2-135M-Instruct) into the cache.
+    FetchModel,
+    /// Chat with a model: the default one, a GGUF, or an HF folder.
+    Generate(cli_model::GenerateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => cli_data::run(cmd),
+        Command::FetchModel => cli_model::fetch_model(),
+        Command::Generate(args) => cli_model::generate(args),
     }
 }
