@@ -78,7 +78,7 @@ impl CausalLm {
             let values: Vec<f32> = if shape.len() == 1 { vec![1.0; n] } else { (0..n).map(|_| normal()).collect() };
             Ok(TensorData::new(values, shape.to_vec()))
         };
-        crate::weights::assemble(config, fetch, device).expect("random weights have the configured shapes")
+        crate::weights::assemble(std::path::Path::new("<random init>"), config, fetch, device).expect("random weights have the configured shapes")
     }
 
     /// Number of decoder layers.

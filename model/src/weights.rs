@@ -7,7 +7,7 @@ use crate::layers::{Attention, DecoderLayer, Mlp, Proj, RmsNorm};
 use crate::model::{CausalLm, Decoder, Embedding};
 use burn::module::Param;
 use burn::store::ModuleSnapshot;
-use burn::tensor::{DType, Device, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -35,8 +35,9 @@ impl LoadError {
 }
 
 /// Builds the model, asking `fetch(hf_name, expected_shape)` for each tensor in HF order.
-/// A tensor whose shape differs from the config's is an error naming it.
+/// A tensor whose shape differs from the config's is an error naming it and `source`.
 pub fn assemble(
+    source: &Path,
     config: &ModelConfig,
     mut fetch: impl FnMut(&str, &[usize]) -> Result<TensorData, LoadError>,
     device: &Device,
@@ -47,11 +48,12 @@ pub fn assemble(
     let mut param = |name: String, shape: &[usize]| -> Result<TensorData, LoadError> {
         let data = fetch(&name, shape)?;
         if data.shape().as_slice() != shape {
-            return Err(LoadError::file(&name, format!("tensor {name} has shape {:?}, the config needs {shape:?}", data.shape())));
+            let got = data.shape().as_slice().to_vec();
+            return Err(LoadError::file(source, format!("tensor {name} has shape {got:?}, the config needs {shape:?}")));
         }
         Ok(data)
     };
-    let mut p2 = |name: String, shape: [usize; 2]| param(name, &shape).map(|t| Param::from_data(t, device));
+    let mut p2 = |name: String, shape: [usize; 2]| param(name, &shape).map(|t| keep_dtype(t, device));
     let mut layers = Vec::with_capacity(c.num_hidden_layers);
     let embed = p2("model.embed_tokens.weight".into(), [c.vocab_size, d])?;
     let mut mats = Vec::new();
@@ -70,7 +72,7 @@ pub fn assemble(
     }
     let lm_head = if c.tie_word_embeddings { None } else { Some(Proj { weight: p2("lm_head.weight".into(), [c.vocab_size, d])? }) };
     let mut norm = |name: String, width: usize| -> Result<RmsNorm, LoadError> {
-        Ok(RmsNorm { weight: Param::from_data(param(name, &[width])?, device), eps: c.rms_norm_eps })
+        Ok(RmsNorm { weight: keep_dtype(param(name, &[width])?, device), eps: c.rms_norm_eps })
     };
     for (i, [q, k, v, o, gate, up, down]) in mats.into_iter().enumerate() {
         let pre = format!("model.layers.{i}");
@@ -98,6 +100,12 @@ pub fn assemble(
     }
     let final_norm = norm("model.norm.weight".into(), d)?;
     Ok(CausalLm { model: Decoder { embed_tokens: Embedding { weight: embed }, layers, norm: final_norm }, lm_head, rope_theta: c.rope_theta })
+}
+
+/// A trainable parameter holding `data` in its own dtype (not the device default).
+fn keep_dtype<const D: usize>(data: TensorData, device: &Device) -> Param<Tensor<D>> {
+    let dtype = data.dtype();
+    Param::from_tensor(Tensor::from_data(data, (device, dtype)))
 }
 
 /// Reads the model config from a GGUF's metadata (`general.architecture` llama or qwen3).
@@ -189,7 +197,7 @@ pub fn load_gguf(path: &Path, max_layers: Option<usize>, device: &Device) -> Res
         }
         Ok(TensorData::new(values, shape))
     };
-    let model = assemble(&config, fetch, device)?;
+    let model = assemble(path, &config, fetch, device)?;
     Ok((model, config))
 }
 
@@ -229,7 +237,7 @@ pub fn load_hf(dir: &Path, dtype: DType, max_layers: Option<usize>, device: &Dev
         let data = TensorData::new(values, view.shape().to_vec());
         Ok(if dtype == DType::F32 { data } else { data.convert_dtype(dtype) })
     };
-    let model = assemble(&config, fetch, device)?;
+    let model = assemble(dir, &config, fetch, device)?;
     Ok((model, config))
 }
 
