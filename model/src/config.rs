@@ -203,3 +203,20 @@ impl OneOrMany {
         }
     }
 }
+
+impl ModelConfig {
+    /// Multiply-add FLOPs (2 per MAC) of the decoder trunk per token, attending over `context`
+    /// keys: projections and SwiGLU (2 · trunk params) plus QKᵀ and AV (4 · L · H · hd · context).
+    /// The vocabulary projection is counted separately ([`ModelConfig::head_flops`]).
+    pub fn trunk_flops_per_token(&self, context: usize) -> f64 {
+        let (d, hd, l) = (self.hidden_size as f64, self.head_dim as f64, self.num_hidden_layers as f64);
+        let (h, kv, ffn) = (self.num_attention_heads as f64, self.num_key_value_heads as f64, self.intermediate_size as f64);
+        let per_layer = d * h * hd * 2.0 + d * kv * hd * 2.0 + 3.0 * d * ffn;
+        2.0 * l * per_layer + 4.0 * l * h * hd * context as f64
+    }
+
+    /// FLOPs of one row of the vocabulary projection.
+    pub fn head_flops(&self) -> f64 {
+        2.0 * self.hidden_size as f64 * self.vocab_size as f64
+    }
+}

@@ -1,5 +1,6 @@
 //! `selfemo`: train, evaluate and inspect SELF-EMO emotion models from the command line.
 
+mod bench;
 mod cli_data;
 mod cli_model;
 
@@ -22,6 +23,15 @@ enum Command {
     FetchModel,
     /// Chat with a model: the default one, a GGUF, or an HF folder.
     Generate(cli_model::GenerateArgs),
+    /// Benchmarks, reported against the machine's matmul peak measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Prefill, decode (batch 1 and 8) and forward+backward throughput of the policy.
+    Model(bench::BenchModelArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Data(cmd) => cli_data::run(cmd),
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
+        Command::Bench(BenchCommand::Model(args)) => bench::bench_model(args),
     }
 }
