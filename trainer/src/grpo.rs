@@ -1,0 +1,193 @@
+//! One SELF-GRPO iteration: sample a group per prompt with π_old, score it, turn rewards into
+//! group-relative advantages, and take μ optimiser steps on the clipped objective.
+
+use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
+use crate::optim::clip_global_norm;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use selfemo_model::{CausalLm, SamplingConfig, completion_logprobs, generate};
+use selfemo_rewards::{ScaleRewards, advantages};
+
+/// One sampled completion of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Generated ids (end-of-turn included when produced).
+    pub completion: Vec<u32>,
+    /// log π_old per token, from sampling time.
+    pub old_logprobs: Vec<f64>,
+    /// Cut at max_completion_length without an end-of-turn token.
+    pub truncated: bool,
+    /// Total reward r_i.
+    pub reward: f64,
+}
+
+/// A prompt and its G samples: the unit advantages are computed over. Never parallel arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Which prompt (index into the run's prompt list); seeds and logs refer to it.
+    pub prompt_id: usize,
+    /// Prompt ids.
+    pub prompt: Vec<u32>,
+    /// The G samples.
+    pub samples: Vec<Sample>,
+}
+
+/// The per-sample sampling seed: a hash of (run seed, step, prompt id, sample index), so a
+/// rollout does not depend on batch order and a resumed run draws the same samples.
+pub fn sample_seed(seed: u64, step: u64, prompt_id: u64, sample: u64) -> u64 {
+    [step, prompt_id, sample].into_iter().fold(splitmix(seed), |h, x| splitmix(h ^ splitmix(x)))
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Samples G completions for each (prompt id, prompt) with the rollout policy (no autodiff), in
+/// one batched generation; rewards start at 0 for the caller to fill.
+pub fn rollout(
+    policy: &CausalLm,
+    prompts: &[(usize, Vec<u32>)],
+    num_generations: usize,
+    sampling: &SamplingConfig,
+    seed: u64,
+    step: u64,
+    eos: &[u32],
+    pad: u32,
+) -> Vec<Group> {
+    let mut ids = Vec::with_capacity(prompts.len() * num_generations);
+    let mut seeds = Vec::with_capacity(ids.capacity());
+    for (id, p) in prompts {
+        for g in 0..num_generations {
+            ids.push(p.clone());
+            seeds.push(sample_seed(seed, step, *id as u64, g as u64));
+        }
+    }
+    let mut gens = generate(policy, &ids, sampling, &seeds, eos, pad, None).into_iter();
+    prompts
+        .iter()
+        .map(|(id, p)| Group {
+            prompt_id: *id,
+            prompt: p.clone(),
+            samples: (0..num_generations)
+                .map(|_| {
+                    let g = gens.next().expect("one generation per sample");
+                    Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, reward: 0.0 }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// How an update is computed.
+#[derive(Debug, Clone)]
+pub struct UpdateSettings {
+    /// Clip range and β.
+    pub clip: Clip,
+    /// Aggregation.
+    pub loss_type: LossType,
+    /// Advantage scaling.
+    pub scale_rewards: ScaleRewards,
+    /// ε added to the std.
+    pub advantage_epsilon: f64,
+    /// For Dr.GRPO's constant normaliser.
+    pub max_completion_length: usize,
+    /// Drop truncated completions from the loss.
+    pub mask_truncated_completions: bool,
+    /// Temperature the log-probs are taken at (the sampling temperature).
+    pub temperature: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub max_grad_norm: f64,
+    /// μ: optimiser steps per rollout batch.
+    pub num_iterations: usize,
+    /// Pad id.
+    pub pad: u32,
+}
+
+/// What an update measured, per TRL's metric names where they exist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Loss of the first of the μ steps.
+    pub loss: f64,
+    /// Global gradient norm before clipping (first step).
+    pub grad_norm: f64,
+    /// KL, clip ratios (first step).
+    pub loss_stats: LossStats,
+    /// Share of groups whose rewards were all equal (`frac_reward_zero_std`).
+    pub frac_reward_zero_std: f64,
+}
+
+/// A step that produced NaN or inf: the model is left as it was.
+#[derive(Debug, thiserror::Error)]
+#[error("non-finite {what} ({value}) at update step {step}: the step was not applied")]
+pub struct NonFinite {
+    /// loss or grad_norm.
+    pub what: &'static str,
+    /// The value.
+    pub value: f64,
+    /// Which of the μ steps.
+    pub step: usize,
+}
+
+/// Runs μ optimiser steps of the SELF-GRPO loss on `groups`. `reference` is the frozen
+/// reference policy (its forward is skipped when β = 0). On NaN/inf the error is returned
+/// together with the last good model.
+pub fn update(
+    mut model: CausalLm,
+    reference: Option<&CausalLm>,
+    optim: &mut ModuleOptimizer,
+    groups: &[Group],
+    settings: &UpdateSettings,
+    lr: f64,
+) -> (CausalLm, Result<UpdateStats, NonFinite>) {
+    let rewards: Vec<Vec<f64>> = groups.iter().map(|g| g.samples.iter().map(|s| s.reward).collect()).collect();
+    let adv = match advantages(&rewards, settings.scale_rewards, settings.advantage_epsilon) {
+        Ok(a) => a,
+        Err(_) => return (model, Err(NonFinite { what: "reward", value: f64::NAN, step: 0 })),
+    };
+    let samples: Vec<(&Group, &Sample, f64)> =
+        groups.iter().zip(&adv).flat_map(|(g, a)| g.samples.iter().zip(&a.values).map(move |(s, v)| (g, s, *v))).collect();
+    let prompts: Vec<Vec<u32>> = samples.iter().map(|(g, _, _)| g.prompt.clone()).collect();
+    let completions: Vec<Vec<u32>> = samples.iter().map(|(_, s, _)| s.completion.clone()).collect();
+    let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
+    let included: Vec<bool> = samples.iter().map(|(_, s, _)| !(settings.mask_truncated_completions && s.truncated)).collect();
+    let ref_logprobs = match (reference, settings.clip.beta > 0.0) {
+        (Some(r), true) => {
+            let lp = completion_logprobs(r, &prompts, &completions, settings.pad, settings.temperature);
+            Some(lp.into_data().try_to_vec::<f32>().unwrap_or_default())
+        }
+        _ => None,
+    };
+    let batch = TokenBatch {
+        old_logprobs: samples.iter().flat_map(|(_, s, _)| s.old_logprobs.iter().map(|x| *x as f32)).collect(),
+        ref_logprobs,
+        advantages: samples.iter().flat_map(|(_, s, a)| std::iter::repeat_n(*a as f32, s.completion.len())).collect(),
+        weights: settings.loss_type.token_weights(&lengths, &included, settings.max_completion_length).into_iter().map(|w| w as f32).collect(),
+    };
+    let mut stats = UpdateStats {
+        frac_reward_zero_std: adv.iter().filter(|a| a.degenerate).count() as f64 / adv.len().max(1) as f64,
+        ..Default::default()
+    };
+    if batch.old_logprobs.is_empty() {
+        return (model, Ok(stats));
+    }
+    for step in 0..settings.num_iterations.max(1) {
+        let logprobs = completion_logprobs(&model, &prompts, &completions, settings.pad, settings.temperature);
+        let (loss, loss_stats) = grpo_loss(logprobs, &batch, settings.clip);
+        let loss_value = loss.clone().into_scalar::<f64>();
+        if !loss_value.is_finite() {
+            return (model, Err(NonFinite { what: "loss", value: loss_value, step }));
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = clip_global_norm(&model, &mut grads, settings.max_grad_norm);
+        if !norm.is_finite() {
+            return (model, Err(NonFinite { what: "grad_norm", value: norm, step }));
+        }
+        if step == 0 {
+            (stats.loss, stats.grad_norm, stats.loss_stats) = (loss_value, norm, loss_stats);
+        }
+        model = optim.step(lr, model, grads);
+    }
+    (model, Ok(stats))
+}
