@@ -5,3 +5,4 @@
 pub mod grpo;
 pub mod loss;
 pub mod optim;
+pub mod scores;
