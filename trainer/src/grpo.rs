@@ -175,7 +175,7 @@ pub fn update(
     for step in 0..settings.num_iterations.max(1) {
         let logprobs = completion_logprobs(&model, &prompts, &completions, settings.pad, settings.temperature);
         let (loss, loss_stats) = grpo_loss(logprobs, &batch, settings.clip);
-        let loss_value = loss.clone().into_scalar::<f64>();
+        let loss_value = loss_stats.loss;
         if !loss_value.is_finite() {
             return (model, Err(NonFinite { what: "loss", value: loss_value, step }));
         }

@@ -2,7 +2,12 @@
 //! ([`optim`]), and rollout + update over explicit groups ([`grpo`]). The `selfemo` binary
 //! lives beside this library.
 
+pub mod config;
+pub mod checkpoint;
 pub mod grpo;
 pub mod loss;
+pub mod metrics_log;
 pub mod optim;
+pub mod recognition;
+pub mod run;
 pub mod scores;

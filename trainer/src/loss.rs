@@ -74,6 +74,9 @@ pub struct TokenBatch {
 /// Diagnostics of one loss evaluation, named as TRL logs them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LossStats {
+    /// Σ w_t ℓ_t summed on the host in f64, in token order: the same bits on every run
+    /// (the backend's parallel sum may differ in the last bit).
+    pub loss: f64,
     /// Mean k3 KL over included tokens (0 when β = 0).
     pub kl: f64,
     /// Share of tokens with ρ < 1 − ε_lo and A < 0 (`clip_ratio/low_mean`).
@@ -102,8 +105,11 @@ pub fn grpo_loss(logprobs: Tensor<1>, batch: &TokenBatch, clip: Clip) -> (Tensor
         per_token = per_token + kl * clip.beta;
     }
     // 3. aggregate
+    let token_losses: Vec<f32> = per_token.clone().detach().into_data().try_to_vec().unwrap_or_default();
     let loss = (per_token * w).sum();
-    let stats = stats(&ratio.detach().into_data().try_to_vec::<f32>().unwrap_or_default(), &kl_values, batch, clip);
+    let ratios: Vec<f32> = ratio.detach().into_data().try_to_vec().unwrap_or_default();
+    let mut stats = stats(&ratios, &kl_values, batch, clip);
+    stats.loss = token_losses.iter().zip(&batch.weights).map(|(l, w)| *l as f64 * *w as f64).sum();
     (loss, stats)
 }
 
@@ -112,6 +118,7 @@ fn stats(ratio: &[f32], kl: &[f32], batch: &TokenBatch, clip: Clip) -> LossStats
     let n = included.len().max(1) as f64;
     let share = |f: &dyn Fn(usize) -> bool| included.iter().filter(|i| f(**i)).count() as f64 / n;
     LossStats {
+        loss: 0.0,
         kl: included.iter().map(|i| kl[*i] as f64).sum::<f64>() / n,
         clip_low: share(&|i| (ratio[i] as f64) < 1.0 - clip.epsilon && batch.advantages[i] < 0.0),
         clip_high: share(&|i| (ratio[i] as f64) > 1.0 + clip.epsilon_high && batch.advantages[i] > 0.0),
@@ -194,6 +201,7 @@ mod tests {
         let (loss, stats) = grpo_loss(x, &b, Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.04 });
         // Grpo weights: mean per sequence then over sequences: −(1 + (−0.5) + 2) / 3.
         assert!((loss.into_scalar::<f32>() as f64 + 2.5 / 3.0).abs() < 1e-6);
-        assert_eq!(stats, LossStats::default());
+        assert_eq!((stats.kl, stats.clip_low, stats.clip_high), (0.0, 0.0, 0.0));
+        assert!((stats.loss + 2.5 / 3.0).abs() < 1e-6);
     }
 }

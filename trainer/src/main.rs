@@ -19,6 +19,14 @@ enum Command {
     /// Inspect and convert the ERC datasets (MELD, EmoryNLP, IEMOCAP).
     #[command(subcommand)]
     Data(cli_data::DataCommand),
+    /// Train with SELF-GRPO from a TOML run config (see configs/).
+    Train {
+        /// The run config.
+        config: std::path::PathBuf,
+        /// Continue from the run folder's latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Download and verify the embedded default model (SmolLM2-135M-Instruct) into the cache.
     FetchModel,
     /// Chat with a model: the default one, a GGUF, or an HF folder.
@@ -38,6 +46,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => cli_data::run(cmd),
+        Command::Train { config, resume } => {
+            let config = selfemo_trainer::config::RunConfig::load(&config).map_err(anyhow::Error::msg)?;
+            let options = selfemo_trainer::run::TrainOptions { resume, stop_after: None, verbose: true };
+            let out = selfemo_trainer::run::train(&config, options)?;
+            println!("run folder: {}", out.run_dir.display());
+            Ok(())
+        }
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
         Command::Bench(BenchCommand::Model(args)) => bench::bench_model(args),

@@ -6,10 +6,10 @@
 //! unparseable or out-of-set prediction is `None`: it is wrong, lowers its gold class's recall,
 //! and forms no class of its own (so macro F1 averages real labels only).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Precision, recall, F1 and support of one class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassScore {
     /// The label.
     pub label: String,
@@ -24,7 +24,7 @@ pub struct ClassScore {
 }
 
 /// Every score of one evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Share of exact matches.
     pub accuracy: f64,

@@ -1,0 +1,55 @@
+//! Checkpoints: `checkpoints/step-N/` holds the model (burnpack, ParamIds kept so optimiser
+//! state matches), the optimiser state and `state.json` (step, metrics so far). Written to a
+//! temporary folder, renamed into place, then the `latest` marker is replaced: a run killed at
+//! any moment leaves the previous checkpoint whole.
+
+use crate::metrics_log::Row;
+use burn::optim::ModuleOptimizer;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use selfemo_model::CausalLm;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What a checkpoint remembers besides tensors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// Optimiser steps done; the data cursor and every seed derive from it.
+    pub step: u64,
+    /// Metric rows up to `step`.
+    pub rows: Vec<Row>,
+}
+
+/// Writes `dir/checkpoints/step-N` and points `latest` at it.
+pub fn save(run_dir: &Path, model: &CausalLm, optim: &ModuleOptimizer, state: &State) -> anyhow::Result<PathBuf> {
+    let root = run_dir.join("checkpoints");
+    std::fs::create_dir_all(&root)?;
+    let name = format!("step-{}", state.step);
+    let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    model.save_into(&mut BurnpackStore::from_file(tmp.join("model.bpk")).overwrite(true))?;
+    optim.save(tmp.join("optimizer.bpk"))?;
+    std::fs::write(tmp.join("state.json"), serde_json::to_vec(state)?)?;
+    let dir = root.join(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)?;
+    selfemo_datasets::atomic::write_atomically(&root.join("latest"), |f| std::io::Write::write_all(f, name.as_bytes()))?;
+    Ok(dir)
+}
+
+/// The checkpoint `latest` names, if any.
+pub fn latest(run_dir: &Path) -> Option<PathBuf> {
+    let root = run_dir.join("checkpoints");
+    let name = std::fs::read_to_string(root.join("latest")).ok()?;
+    let dir = root.join(name.trim());
+    dir.join("state.json").is_file().then_some(dir)
+}
+
+/// Restores model weights (and ParamIds), optimiser state and [`State`] from `dir`.
+pub fn load(dir: &Path, mut model: CausalLm, optim: ModuleOptimizer) -> anyhow::Result<(CausalLm, ModuleOptimizer, State)> {
+    let result = model.load_from(&mut BurnpackStore::from_file(dir.join("model.bpk")))?;
+    anyhow::ensure!(result.missing.is_empty(), "{}: checkpoint lacks {:?}", dir.display(), result.missing);
+    let optim = optim.load(dir.join("optimizer.bpk"))?;
+    let state: State = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
+    Ok((model, optim, state))
+}

@@ -1,0 +1,303 @@
+//! The TOML run config. Every field has a documented default; unknown fields and bad values are
+//! errors naming the field. GRPO knobs use TRL's `GRPOConfig` names so settings carry over.
+
+use crate::loss::{Clip, LossType};
+use crate::optim::AdamWSettings;
+use selfemo_datasets::Dataset;
+use selfemo_model::SamplingConfig;
+use selfemo_rewards::{RewardConfig, ScaleRewards};
+use selfemo_selfplay::RecogniserPrompt;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name: the run folder is `<output_dir>/<name>` (required).
+    pub name: String,
+    /// Parent folder of run folders (default `runs`).
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+    /// Seed of every random choice (default 0).
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu`, `cuda[:i]` or `wgpu` (default `cpu`).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// The policy.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The data.
+    #[serde(default)]
+    pub data: DataSection,
+    /// The SELF-GRPO update.
+    #[serde(default)]
+    pub grpo: GrpoSection,
+    /// Reward definition.
+    #[serde(default)]
+    pub rewards: RewardConfig,
+    /// The recogniser prompt.
+    #[serde(default)]
+    pub prompt: RecogniserPrompt,
+    /// Dev evaluation.
+    #[serde(default)]
+    pub eval: EvalSection,
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// Which parameters train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum Trainable {
+    /// Every parameter.
+    All,
+    /// Only the top `layers` decoder layers and the final norm (embedding and the rest frozen).
+    TopLayers {
+        /// How many of the last layers train.
+        layers: usize,
+    },
+}
+
+/// The policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// `default`, a .gguf file or an HF folder (default `default`).
+    pub source: String,
+    /// Keep only the first n layers, 0 = all (default 0; for tests).
+    pub max_layers: usize,
+    /// What trains (default: the top 2 layers, which fits a 2-core CPU).
+    pub trainable: Trainable,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self { source: "default".into(), max_layers: 0, trainable: Trainable::TopLayers { layers: 2 } }
+    }
+}
+
+/// The data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// meld, emorynlp or iemocap (default meld).
+    pub dataset: Dataset,
+    /// Folder to read instead of data/ (required for IEMOCAP).
+    pub path: Option<PathBuf>,
+    /// Past turns shown with the target (default 8; InstructERC uses 20 at 7B scale).
+    pub context_window: usize,
+    /// Prompt token budget; oldest turns are dropped to fit (default 256).
+    pub max_prompt_tokens: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self { dataset: Dataset::Meld, path: None, context_window: 8, max_prompt_tokens: 256 }
+    }
+}
+
+/// SELF-GRPO settings (TRL names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoSection {
+    /// G, completions per prompt (default 4; DeepSeekMath uses 64, ERV 4).
+    pub num_generations: usize,
+    /// Prompts per optimiser step (default 4).
+    pub prompts_per_step: usize,
+    /// Optimiser steps of the run (default 20).
+    pub max_steps: usize,
+    /// Peak learning rate (default 1e-5; ERV uses 1e-6 for full fine-tuning of larger models).
+    pub learning_rate: f64,
+    /// Linear warmup steps (default 0).
+    pub warmup_steps: usize,
+    /// Final learning rate as a share of the peak, cosine decay (default 0.1).
+    pub min_lr_ratio: f64,
+    /// β, KL weight to the frozen reference (default 0.04, DeepSeekMath/TRL); 0 skips the reference.
+    pub beta: f64,
+    /// ε_lo of the ratio clip (default 0.2, PPO).
+    pub epsilon: f64,
+    /// ε_hi of the ratio clip (default 0.2; DAPO's clip-higher uses 0.28).
+    pub epsilon_high: f64,
+    /// Advantage scaling: group, batch or none (default group).
+    pub scale_rewards: ScaleRewards,
+    /// Loss aggregation: grpo, bnpo, dr_grpo or dapo (default dapo, TRL's default).
+    pub loss_type: LossType,
+    /// μ, optimiser steps per rollout batch (default 1).
+    pub num_iterations: usize,
+    /// Most tokens per completion (default 48).
+    pub max_completion_length: usize,
+    /// Leave completions cut at the length limit out of the loss (default false; DAPO: true).
+    pub mask_truncated_completions: bool,
+    /// Sampling temperature (default 1.0).
+    pub temperature: f64,
+    /// Nucleus mass (default 1.0).
+    pub top_p: f64,
+    /// Top-k, 0 = off (default 0).
+    pub top_k: usize,
+    /// Global gradient-norm clip, 0 = off (default 1.0, transformers' max_grad_norm).
+    pub max_grad_norm: f64,
+    /// AdamW constants (PyTorch defaults).
+    #[serde(flatten)]
+    pub adamw: AdamWSettings,
+    /// Checkpoint every n steps (default 10); the last step is always saved.
+    pub save_steps: usize,
+}
+
+impl Default for GrpoSection {
+    fn default() -> Self {
+        Self {
+            num_generations: 4,
+            prompts_per_step: 4,
+            max_steps: 20,
+            learning_rate: 1e-5,
+            warmup_steps: 0,
+            min_lr_ratio: 0.1,
+            beta: 0.04,
+            epsilon: 0.2,
+            epsilon_high: 0.2,
+            scale_rewards: ScaleRewards::Group,
+            loss_type: LossType::Dapo,
+            num_iterations: 1,
+            max_completion_length: 48,
+            mask_truncated_completions: false,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_grad_norm: 1.0,
+            adamw: AdamWSettings::default(),
+            save_steps: 10,
+        }
+    }
+}
+
+impl GrpoSection {
+    /// Rollout sampling.
+    pub fn sampling(&self) -> SamplingConfig {
+        SamplingConfig { temperature: self.temperature, top_p: self.top_p, top_k: self.top_k, max_new_tokens: self.max_completion_length }
+    }
+
+    /// Clip range and β.
+    pub fn clip(&self) -> Clip {
+        Clip { epsilon: self.epsilon, epsilon_high: self.epsilon_high, beta: self.beta }
+    }
+}
+
+/// Dev evaluation before and after training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Dev targets evaluated, 0 = all (default 64).
+    pub dev_limit: usize,
+    /// Greedy tokens per answer (default 48).
+    pub max_new_tokens: usize,
+    /// Prompts per generation batch (default 8).
+    pub batch_size: usize,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self { dev_limit: 64, max_new_tokens: 48, batch_size: 8 }
+    }
+}
+
+impl RunConfig {
+    /// Reads and validates a TOML file; errors name the file and the field.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let config: RunConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values and the relations between fields, naming them.
+    pub fn validate(&self) -> Result<(), String> {
+        let g = &self.grpo;
+        let positive = [
+            ("grpo.num_generations", g.num_generations),
+            ("grpo.prompts_per_step", g.prompts_per_step),
+            ("grpo.max_steps", g.max_steps),
+            ("grpo.num_iterations", g.num_iterations),
+            ("grpo.max_completion_length", g.max_completion_length),
+            ("grpo.save_steps", g.save_steps),
+            ("eval.batch_size", self.eval.batch_size),
+            ("data.max_prompt_tokens", self.data.max_prompt_tokens),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        if g.num_generations < 2 {
+            return Err(format!("grpo.num_generations must be at least 2 for group-relative advantages, got {}", g.num_generations));
+        }
+        let finite = |name: &str, v: f64, ok: bool| if v.is_finite() && ok { Ok(()) } else { Err(format!("{name} is out of range: {v}")) };
+        finite("grpo.learning_rate", g.learning_rate, g.learning_rate > 0.0)?;
+        finite("grpo.beta", g.beta, g.beta >= 0.0)?;
+        finite("grpo.epsilon", g.epsilon, g.epsilon > 0.0 && g.epsilon < 1.0)?;
+        finite("grpo.epsilon_high", g.epsilon_high, g.epsilon_high > 0.0)?;
+        finite("grpo.min_lr_ratio", g.min_lr_ratio, (0.0..=1.0).contains(&g.min_lr_ratio))?;
+        finite("grpo.max_grad_norm", g.max_grad_norm, g.max_grad_norm >= 0.0)?;
+        finite("grpo.adam_beta1", g.adamw.adam_beta1, (0.0..1.0).contains(&g.adamw.adam_beta1))?;
+        finite("grpo.adam_beta2", g.adamw.adam_beta2, (0.0..1.0).contains(&g.adamw.adam_beta2))?;
+        finite("grpo.adam_epsilon", g.adamw.adam_epsilon, g.adamw.adam_epsilon > 0.0)?;
+        finite("grpo.weight_decay", g.adamw.weight_decay, g.adamw.weight_decay >= 0.0)?;
+        g.sampling().validate().map_err(|e| format!("grpo.{e}"))?;
+        self.rewards.validate()?;
+        if let Trainable::TopLayers { layers: 0 } = self.model.trainable {
+            return Err("model.trainable.layers must be at least 1".into());
+        }
+        selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
+        Ok(())
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.output_dir.join(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_takes_the_defaults() {
+        let c: RunConfig = toml::from_str("name = \"x\"").unwrap();
+        assert_eq!(c.grpo.num_generations, 4);
+        assert_eq!(c.grpo.adamw.adam_epsilon, 1e-8);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn trl_names_and_enums_parse() {
+        let c: RunConfig = toml::from_str(
+            "name = \"x\"\n[grpo]\nnum_generations = 8\nbeta = 0.0\nepsilon_high = 0.28\nscale_rewards = \"none\"\nloss_type = \"dr_grpo\"\n\
+             adam_beta2 = 0.99\nweight_decay = 0.1\n[model]\ntrainable = { kind = \"all\" }\n",
+        )
+        .unwrap();
+        assert_eq!((c.grpo.num_generations, c.grpo.loss_type, c.grpo.scale_rewards), (8, LossType::DrGrpo, ScaleRewards::None));
+        assert_eq!(c.grpo.adamw.adam_beta2, 0.99);
+        assert_eq!(c.model.trainable, Trainable::All);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let err = |t: &str| match toml::from_str::<RunConfig>(t) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err(),
+        };
+        assert!(err("name = \"x\"\n[grpo]\nnum_generation = 8").contains("unknown field `num_generation`"));
+        assert!(err("name = \"x\"\n[grpo]\nloss_type = \"ppo\"").contains("unknown variant `ppo`"));
+        assert!(err("name = \"x\"\n[grpo]\nnum_generations = 1").contains("grpo.num_generations"));
+        assert!(err("name = \"x\"\n[grpo]\ntop_p = 0.0").contains("grpo.top_p"));
+        assert!(err("name = \"x\"\n[grpo]\nlearning_rate = -1.0").contains("grpo.learning_rate"));
+        assert!(err("name = \"x\"\ndevice = \"tpu\"").contains("device"));
+        assert!(err("name = \"x\"\n[rewards]\nlambda = -1.0").contains("rewards.lambda"));
+        assert!(err("[grpo]\nbeta = 0.1").contains("missing field `name`"));
+    }
+}
