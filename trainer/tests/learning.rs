@@ -73,3 +73,38 @@ fn tiny_policy_learns_to_answer_the_named_label() {
     assert!(before < 0.4, "chance is 1/16 per token: {before}");
     assert!(after >= 0.9, "after training: {after}");
 }
+
+#[test]
+fn non_finite_steps_are_refused_and_leave_the_model_unchanged() {
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
+    let device = Device::flex().autodiff();
+    let model = CausalLm::random(&config, 5, &device);
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
+    let settings = UpdateSettings {
+        clip: Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 },
+        loss_type: LossType::Grpo,
+        scale_rewards: ScaleRewards::Group,
+        advantage_epsilon: 1e-4,
+        max_completion_length: 2,
+        mask_truncated_completions: false,
+        temperature: 1.0,
+        max_grad_norm: 1.0,
+        num_iterations: 1,
+        pad: 0,
+    };
+    let mut groups = rollout(&model.valid(), &prompts(0)[..1], 4, &sampling, 1, 0, &[], 0);
+    for (i, s) in groups[0].samples.iter_mut().enumerate() {
+        s.reward = i as f64;
+    }
+    groups[0].samples[0].old_logprobs[0] = f64::NEG_INFINITY; // ratio = inf
+    let before = model.model.layers[1].mlp.up_proj.weight.val().into_data();
+    let mut optim = AdamWSettings::default().build();
+    let (model, result) = update(model, None, &mut optim, &groups, &settings, 1e-2);
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("non-finite loss"), "{err}");
+    assert_eq!(model.model.layers[1].mlp.up_proj.weight.val().into_data(), before, "the step was not applied");
+
+    groups[0].samples[1].reward = f64::NAN;
+    let (_, result) = update(model, None, &mut optim, &groups, &settings, 1e-2);
+    assert!(result.unwrap_err().to_string().contains("reward"));
+}
