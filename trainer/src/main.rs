@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli_data;
+mod cli_eval;
 mod cli_model;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Greedy, strict recognition scores (accuracy, weighted F1) of a model on dataset splits.
+    Eval(cli_eval::EvalArgs),
     /// Download and verify the embedded default model (SmolLM2-135M-Instruct) into the cache.
     FetchModel,
     /// Chat with a model: the default one, a GGUF, or an HF folder.
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             println!("run folder: {}", out.run_dir.display());
             Ok(())
         }
+        Command::Eval(args) => cli_eval::run(args),
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
         Command::Bench(BenchCommand::Model(args)) => bench::bench_model(args),

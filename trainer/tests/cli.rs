@@ -1,0 +1,52 @@
+//! The `selfemo` binary from the outside: what a user types and sees.
+
+use std::process::Command;
+
+fn selfemo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_selfemo")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn data_stats_prints_split_and_label_counts() {
+    let (ok, out, _) = selfemo(&["data", "stats", "--dataset", "meld"]);
+    assert!(ok);
+    let line = |name: &str| out.lines().find(|l| l.trim_start().starts_with(name)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+    assert_eq!(line("dialogues"), "1038 114 280");
+    assert_eq!(line("utterances"), "9989 1109 2610");
+    assert_eq!(line("neutral"), "4710 470 1256");
+    let (ok, _, err) = selfemo(&["data", "stats", "--dataset", "iemocap"]);
+    assert!(!ok && err.contains("pass --path"), "{err}");
+}
+
+#[test]
+fn data_prepare_writes_the_unified_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("all.parquet");
+    let (ok, stdout, err) = selfemo(&["data", "prepare", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("(26314 utterances)"), "9,989 + 1,109 + 2,610 + 9,934 + 1,344 + 1,328: {stdout}");
+    let back = selfemo_datasets::unified::read(&out).unwrap();
+    assert_eq!(back.len(), 2);
+}
+
+#[test]
+fn bad_train_config_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "name = \"x\"\n[grpo]\nnum_generatons = 8\n").unwrap();
+    let (ok, _, err) = selfemo(&["train", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml") && err.contains("unknown field `num_generatons`"), "{err}");
+}
+
+#[test]
+fn generate_answers_with_the_default_model() {
+    if selfemo_model::fetch::default_model_if_present().is_none() && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipping: the default model is not in the cache");
+        return;
+    }
+    let (ok, out, err) = selfemo(&["generate", "--prompt", "What is the capital of France?", "--max-new-tokens", "12"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "The capital of France is Paris.");
+}
