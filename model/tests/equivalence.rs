@@ -101,3 +101,18 @@ fn autodiff_logprobs_equal_sampling_logprobs_and_gradients_reach_every_parameter
     assert!(check.1 >= 2 * 11 + 2, "visited {} parameters", check.1);
     assert!(check.2.is_empty(), "parameters without gradient: {:?}", check.2);
 }
+
+#[test]
+fn steering_with_zero_vectors_is_bit_identical_and_touches_only_the_last_position() {
+    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 6, &Device::flex());
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81], [1, 4]), &Device::flex());
+    let valid = vec![vec![true; 4]];
+    let plain: Vec<f32> = model.hidden(ids.clone(), &valid, None, None).into_data().try_to_vec().unwrap();
+    let zeros: Vec<Tensor<1>> = (0..2).map(|_| Tensor::zeros([32], &Device::flex())).collect();
+    let steered_zero: Vec<f32> = model.hidden(ids.clone(), &valid, None, Some(&zeros)).into_data().try_to_vec().unwrap();
+    assert_eq!(plain, steered_zero, "alpha = 0 is exactly no steering");
+    let push: Vec<Tensor<1>> = (0..2).map(|_| Tensor::ones([32], &Device::flex()) * 0.5).collect();
+    let steered: Vec<f32> = model.hidden(ids, &valid, None, Some(&push)).into_data().try_to_vec().unwrap();
+    assert_eq!(plain[..3 * 32], steered[..3 * 32], "earlier positions are untouched");
+    assert!(plain[3 * 32..].iter().zip(&steered[3 * 32..]).any(|(a, b)| (a - b).abs() > 1e-3), "the last position moves");
+}
