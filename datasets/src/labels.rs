@@ -102,11 +102,6 @@ impl LabelSet {
         self.labels.is_empty()
     }
 
-    /// Position of `e` in [`LabelSet::emotions`], if it belongs to this set.
-    pub fn index_of(&self, e: Emotion) -> Option<usize> {
-        self.labels.iter().position(|l| *l == e.0)
-    }
-
     /// The label at `i` in [`LabelSet::emotions`].
     pub fn get(&self, i: usize) -> Option<Emotion> {
         self.labels.get(i).map(|l| Emotion(l))

@@ -104,9 +104,4 @@ impl Corpus {
         }
         out
     }
-
-    /// The utterance a target points at.
-    pub fn utterance(&self, target: Target) -> &Utterance {
-        &self.dialogues[target.dialogue].utterances[target.turn]
-    }
 }

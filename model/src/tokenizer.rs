@@ -126,16 +126,6 @@ impl TextTokenizer {
         self.inner.decode(ids, skip_special).unwrap_or_default()
     }
 
-    /// Vocabulary size including added tokens.
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
-    }
-
-    /// The id of a token string.
-    pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
-    }
-
     /// ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message (the default system
     /// prompt first when the chat has none), then `<|im_start|>assistant\n`.
     pub fn chat_prompt(&self, messages: &[Message]) -> String {

@@ -277,11 +277,19 @@ pub fn export_hf(model: &CausalLm, config: &ModelConfig, dir: &Path) -> Result<(
     write_file(&dir.join("config.json"), &config_json)
 }
 
-/// Writes a file through a temporary sibling and a rename.
+/// Writes a file through a temporary sibling, fsync and a rename, so a crash never leaves a
+/// partial file. (The datasets crate has the same helper for Parquet; this crate does not
+/// depend on it, to keep arrow/parquet out of the model's build.)
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    use std::io::Write;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| LoadError::file(path, format!("cannot write: {e}")))
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    written.and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        LoadError::file(path, format!("cannot write: {e}"))
+    })
 }

@@ -91,7 +91,7 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     let loaded = LoadedModel::load(&ModelSource::parse(&args.model), options, &device).context("loading the model")?;
     let c = &loaded.config;
     let (peak, shape) = matmul_peak(c.hidden_size, c.intermediate_size, args.repeats + 2, &device);
-    println!("model: {} layers, d {}, vocab {}; threads {}", c.num_hidden_layers, c.hidden_size, c.vocab_size, rayon_threads());
+    println!("model: {} layers, d {}, vocab {}; threads {}", c.num_hidden_layers, c.hidden_size, c.vocab_size, threads());
     println!("f32 matmul peak (best of square and MLP shapes, same run): {peak:.1} GFLOP/s at {shape:?}");
     let mut rows = Vec::new();
     let mut push = |what: String, tokens: f64, flops: f64, secs: f64| {
@@ -153,6 +153,7 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     Ok(())
 }
 
-fn rayon_threads() -> usize {
+/// Hardware threads available to the CPU backend.
+fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -29,6 +29,22 @@ fn score(groups: &mut [Group]) -> f64 {
     total / n
 }
 
+/// Update settings for a tiny vocabulary: pad 0, temperature 1, clip at norm 1.
+fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_iterations: usize) -> UpdateSettings {
+    UpdateSettings {
+        clip,
+        loss_type,
+        scale_rewards: ScaleRewards::Group,
+        advantage_epsilon: 1e-4,
+        max_completion_length,
+        mask_truncated_completions: false,
+        temperature: 1.0,
+        max_grad_norm: 1.0,
+        num_iterations,
+        pad: 0,
+    }
+}
+
 #[test]
 fn tiny_policy_learns_to_answer_the_named_label() {
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
@@ -37,18 +53,7 @@ fn tiny_policy_learns_to_answer_the_named_label() {
     let reference = model.valid();
     let mut optim = AdamWSettings::default().build();
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 1, ..Default::default() };
-    let settings = UpdateSettings {
-        clip: Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.01 },
-        loss_type: LossType::Dapo,
-        scale_rewards: ScaleRewards::Group,
-        advantage_epsilon: 1e-4,
-        max_completion_length: 1,
-        mask_truncated_completions: false,
-        temperature: 1.0,
-        max_grad_norm: 1.0,
-        num_iterations: 2,
-        pad: 0,
-    };
+    let settings = settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.01 }, LossType::Dapo, 1, 2);
     let eval = |m: &CausalLm, step: usize| {
         let mut groups = rollout(&m.valid(), &prompts(1000 + step), 16, &sampling, 99, step as u64, &[], 0);
         score(&mut groups)
@@ -80,18 +85,7 @@ fn non_finite_steps_are_refused_and_leave_the_model_unchanged() {
     let device = Device::flex().autodiff();
     let model = CausalLm::random(&config, 5, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
-    let settings = UpdateSettings {
-        clip: Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 },
-        loss_type: LossType::Grpo,
-        scale_rewards: ScaleRewards::Group,
-        advantage_epsilon: 1e-4,
-        max_completion_length: 2,
-        mask_truncated_completions: false,
-        temperature: 1.0,
-        max_grad_norm: 1.0,
-        num_iterations: 1,
-        pad: 0,
-    };
+    let settings = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Grpo, 2, 1);
     let mut groups = rollout(&model.valid(), &prompts(0)[..1], 4, &sampling, 1, 0, &[], 0);
     for (i, s) in groups[0].samples.iter_mut().enumerate() {
         s.reward = i as f64;
