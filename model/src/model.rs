@@ -115,16 +115,65 @@ impl CausalLm {
             cache_ref.next_position[r] = p;
             cache_ref.valid[r].extend_from_slice(row);
         }
-        let head_dim = self.model.layers.first().map_or(2, |l| l.self_attn.head_dim);
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
-        let (cos, sin) = rope::tables(&positions, head_dim, self.rope_theta, &device);
         let plain = past == 0 && valid.iter().all(|r| r.iter().all(|v| *v));
         let mask = (!plain).then(|| causal_padding_mask(&cache_ref.valid, past, t, heads, &device));
+        self.run_layers(x, &positions, mask, cache_ref, steer)
+    }
+
+    /// Hidden states `[1, n, d]` of `tokens` that branch off row 0 of `cache` as a tree, in one
+    /// pass: token i continues the first `branch[i]` cached positions when `parent[i]` is
+    /// `None`, else it continues token `parent[i]` (< i). Each token sees exactly its ancestors
+    /// and the cached prefix its root continues, at the positions that sequence gives it; the
+    /// result equals running each root-to-leaf path alone. `cache` is left as it was.
+    pub fn hidden_tree(&self, tokens: &[u32], parent: &[Option<usize>], branch: &[usize], cache: &KvCache) -> Tensor<3> {
+        let n = tokens.len();
+        let device = self.model.embed_tokens.weight.device();
+        let d = self.model.embed_tokens.weight.dims()[1];
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(tokens.iter().map(|t| *t as i64).collect(), [n]), &device);
+        let x = self.model.embed_tokens.weight.val().select(0, ids).reshape([1, n, d]);
+        let mut cache = cache.clone();
+        let past = cache.len();
+        // 1. per token: the cached prefix its root continues, its position, its ancestors
+        let (mut root_keys, mut positions) = (vec![0usize; n], vec![0usize; n]);
+        let mut mask = vec![true; n * (past + n)];
+        for i in 0..n {
+            let row = &mut mask[i * (past + n)..(i + 1) * (past + n)];
+            match parent[i] {
+                None => {
+                    root_keys[i] = branch[i].min(past);
+                    positions[i] = cache.valid[0][..root_keys[i]].iter().filter(|v| **v).count();
+                }
+                Some(p) => {
+                    root_keys[i] = root_keys[p];
+                    positions[i] = positions[p] + 1;
+                    let mut a = Some(p);
+                    while let Some(j) = a {
+                        row[past + j] = false;
+                        a = parent[j];
+                    }
+                }
+            }
+            (0..root_keys[i]).filter(|j| cache.valid[0][*j]).for_each(|j| row[j] = false);
+            row[past + i] = false;
+        }
+        cache.valid[0].extend(std::iter::repeat_n(true, n));
+        let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, past + n]), &device).expand([1, heads, n, past + n]);
+        self.run_layers(x, &[positions], Some(mask), &mut cache, None)
+    }
+
+    /// The decoder layers and final norm over embedded `x` at `positions`, under `mask`
+    /// (`None`: plain causal), growing `cache` when it has layers.
+    fn run_layers(&self, x: Tensor<3>, positions: &[Vec<usize>], mask: Option<Tensor<4, Bool>>, cache: &mut KvCache, steer: Option<&[Tensor<1>]>) -> Tensor<3> {
+        let device = x.device();
+        let head_dim = self.model.layers.first().map_or(2, |l| l.self_attn.head_dim);
+        let (cos, sin) = rope::tables(positions, head_dim, self.rope_theta, &device);
         let ctx = AttentionContext { cos, sin, mask };
-        let use_cache = !cache_ref.layers.is_empty();
+        let use_cache = !cache.layers.is_empty();
         let mut x = x;
         for (l, layer) in self.model.layers.iter().enumerate() {
-            let c = if use_cache { Some(&mut cache_ref.layers[l]) } else { None };
+            let c = if use_cache { Some(&mut cache.layers[l]) } else { None };
             x = layer.forward(x, &ctx, c, steer.and_then(|s| s.get(l)));
         }
         self.model.norm.forward(x)

@@ -1,12 +1,25 @@
-//! `selfemo eval`: greedy, strict recognition scores of a model on dataset splits.
+//! `selfemo eval`: recognition scores of a model on dataset splits, by greedy generation
+//! (strict parsing) or by label scoring (one forward pass per target, shared dialogue prefixes).
 
 use anyhow::{Context, Result};
 use clap::Args;
 use selfemo_datasets::{Dataset, Split};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
+use selfemo_trainer::label_scoring::{ScorePrompt, score_targets};
 use selfemo_trainer::recognition::{evaluate, prompts};
+use selfemo_trainer::scores::{Report, report};
 use std::path::PathBuf;
+use std::time::Instant;
+
+/// How a prediction is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Greedy generation under the output contract, parsed strictly.
+    Generate,
+    /// The label with the highest log-prob after `<answer>` (one pass per target).
+    Score,
+}
 
 /// Options of `selfemo eval`.
 #[derive(Args)]
@@ -20,6 +33,9 @@ pub struct EvalArgs {
     /// IEMOCAP folder, when iemocap is listed.
     #[arg(long)]
     pub iemocap: Option<PathBuf>,
+    /// generate (greedy, strict parse) or score (label log-probs).
+    #[arg(long, value_enum, default_value = "generate")]
+    pub mode: Mode,
     /// train, dev or test.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -32,6 +48,9 @@ pub struct EvalArgs {
     /// Prompt token budget.
     #[arg(long, default_value_t = 512)]
     pub max_prompt_tokens: usize,
+    /// Rows per batch (generate: prompts; score: targets branching off one prefix).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
     /// Greedy tokens per answer.
     #[arg(long, default_value_t = 48)]
     pub max_new_tokens: usize,
@@ -65,12 +84,30 @@ pub fn run(args: EvalArgs) -> Result<()> {
         if args.limit > 0 {
             targets.truncate(args.limit);
         }
-        let ps = prompts(&corpus, &targets, &template, args.context_window, args.max_prompt_tokens, &m.tokenizer);
-        let (r, _) = evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, 8);
-        println!("{:<10} {:>8} {:>10.4} {:>10.4} {:>9.4} {:>8.3}", d.name(), ps.len(), r.accuracy, r.weighted_f1, r.macro_f1, r.invalid_rate);
+        let started = Instant::now();
+        let bar = progress_bar(d.name(), targets.len());
+        let (r, n) = match args.mode {
+            Mode::Generate => {
+                let ps = prompts(&corpus, &targets, &template, args.context_window, args.max_prompt_tokens, &m.tokenizer);
+                let (r, _) = evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, args.batch, &mut |k| bar.inc(k as u64));
+                (r, ps.len())
+            }
+            Mode::Score => {
+                let prompt = ScorePrompt::default();
+                let scores = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, args.context_window, args.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
+                (score_report(&corpus, &targets, &scores), targets.len())
+            }
+        };
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("{}: {n} targets in {seconds:.1} s ({:.2} targets/s)", d.name(), n as f64 / seconds.max(1e-9));
+        println!("{:<10} {:>8} {:>10.4} {:>10.4} {:>9.4} {:>8.3}", d.name(), n, r.accuracy, r.weighted_f1, r.macro_f1, r.invalid_rate);
         acc.push(r.accuracy);
         wf1.push(r.weighted_f1);
-        reports.insert(d.name().to_string(), serde_json::to_value(&r)?);
+        let mut value = serde_json::to_value(&r)?;
+        value["targets"] = n.into();
+        value["seconds"] = seconds.into();
+        reports.insert(d.name().to_string(), value);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     if args.dataset.len() > 1 {
@@ -80,4 +117,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
     std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// A bar with the count, rate and ETA on stderr.
+fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} targets  {per_sec}  eta {eta}").expect("a valid template");
+    bar.set_style(style);
+    bar.set_prefix(name.to_string());
+    bar
+}
+
+/// The report of score-mode predictions: the argmax label of each target (never invalid).
+fn score_report(corpus: &selfemo_datasets::Corpus, targets: &[selfemo_datasets::Target], scores: &[Vec<f64>]) -> Report {
+    let labels: Vec<&str> = corpus.dataset.labels().emotions().map(|e| e.name()).collect();
+    let gold: Vec<&str> = targets.iter().map(|t| corpus.dialogues[t.dialogue].utterances[t.turn].label.map_or("", |l| l.name())).collect();
+    let pred: Vec<Option<&str>> = scores
+        .iter()
+        .map(|s| s.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| labels[k]))
+        .collect();
+    report(&gold, &pred, &labels)
 }

@@ -44,7 +44,8 @@ pub fn prompts(
         .collect()
 }
 
-/// Greedy answers for `prompts`, scored against gold. Returns the report and each completion.
+/// Greedy answers for `prompts`, scored against gold. Returns the report and each completion;
+/// `progress` is told how many prompts each batch finished.
 pub fn evaluate(
     model: &CausalLm,
     tok: &TextTokenizer,
@@ -52,6 +53,7 @@ pub fn evaluate(
     corpus: &Corpus,
     max_new_tokens: usize,
     batch: usize,
+    progress: &mut dyn FnMut(usize),
 ) -> (Report, Vec<String>) {
     let labels = corpus.dataset.labels();
     let mut texts = Vec::with_capacity(prompts.len());
@@ -68,6 +70,7 @@ pub fn evaluate(
             predictions.push(single);
             texts.push(text);
         }
+        progress(chunk.len());
     }
     let gold: Vec<&str> = prompts.iter().map(|p| p.gold.name()).collect();
     let pred: Vec<Option<&str>> = predictions.iter().map(|p| p.map(|e| e.name())).collect();

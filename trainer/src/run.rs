@@ -104,7 +104,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             None => writeln!(events, "--resume: no checkpoint yet, starting from step 0")?,
         }
     }
-    let eval = |m: &CausalLm, tok: &TextTokenizer| evaluate(m, tok, &dev_prompts, &corpus, config.eval.max_new_tokens, config.eval.batch_size);
+    let eval = |m: &CausalLm, tok: &TextTokenizer| evaluate(m, tok, &dev_prompts, &corpus, config.eval.max_new_tokens, config.eval.batch_size, &mut |_| ());
     let before_path = run_dir.join("dev_before.json");
     let dev_before = if state.step > 0 && before_path.is_file() {
         serde_json::from_slice(&std::fs::read(&before_path)?).context("reading dev_before.json")?

@@ -7,13 +7,7 @@ use selfemo_trainer::run::{TrainOptions, train};
 use std::path::Path;
 
 fn config(dir: &Path, name: &str) -> Option<RunConfig> {
-    if selfemo_model::fetch::default_model_if_present().is_none() {
-        if std::env::var("CI").as_deref() != Ok("true") {
-            eprintln!("skipping: the default model is not in the cache (run scripts/fetch-model)");
-            return None;
-        }
-        selfemo_model::fetch::ensure_default_model().expect("CI fetches the default model");
-    }
+    selfemo_model::fetch::default_model_for_tests()?;
     let text = format!(
         "name = \"{name}\"\noutput_dir = \"{}\"\nseed = 3\n[model]\nmax_layers = 2\ntrainable = {{ kind = \"top_layers\", layers = 1 }}\n\
          [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n\

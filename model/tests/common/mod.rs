@@ -3,16 +3,9 @@
 
 use std::path::PathBuf;
 
-/// The default model's GGUF: fetched under CI (`CI=true`), else `None` (the test skips) when absent.
+/// The default model's GGUF (see [`selfemo_model::fetch::default_model_for_tests`]).
 pub fn default_model() -> Option<PathBuf> {
-    if let Some(p) = selfemo_model::fetch::default_model_if_present() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        return Some(selfemo_model::fetch::ensure_default_model().expect("CI must be able to fetch the default model"));
-    }
-    eprintln!("skipping: the default model is not in the cache (run scripts/fetch-model)");
-    None
+    selfemo_model::fetch::default_model_for_tests()
 }
 
 /// A file under tests/golden.

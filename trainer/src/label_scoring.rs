@@ -1,0 +1,238 @@
+//! Score-mode recognition: one forward pass per target, the prediction is the label whose
+//! tokens after `<answer>` have the highest log-probability (no generation, no parsing).
+//!
+//! The prompt is laid out so that target t's prompt extends the dialogue prefix
+//! `header · line_s · … · line_t`: a dialogue's lines run through the model once, and each
+//! target branches off the shared KV cache with its question and candidate labels. Targets
+//! whose context window starts at the same line share one prefix; a window that slides (a
+//! dialogue longer than the window, or over the token budget) starts a new one.
+
+use burn::tensor::{Int, Tensor, TensorData, activation};
+use selfemo_datasets::{Corpus, Target};
+use selfemo_model::{CausalLm, KvCache, Message, TextTokenizer};
+use serde::{Deserialize, Serialize};
+
+/// Score-mode templates. `{labels}` and `{speaker}` are filled in; the conversation's lines
+/// (`speaker: text`, one per line) go between the user message's start and `question`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScorePrompt {
+    /// System message.
+    pub system: String,
+    /// User text before the lines.
+    pub preamble: String,
+    /// User text after the lines (per target).
+    pub question: String,
+    /// Start of the assistant reply; the labels are scored right after it.
+    pub answer_prefix: String,
+}
+
+impl Default for ScorePrompt {
+    fn default() -> Self {
+        Self {
+            system: "You recognise emotions in conversations. Name the emotion expressed in the last line of the conversation, as <answer>label</answer> with one of these labels: {labels}.".into(),
+            preamble: "Conversation:\n".into(),
+            question: "".into(),
+            answer_prefix: "<answer>".into(),
+        }
+    }
+}
+
+/// A dialogue as token pieces: `header` (chat start up to the first line), one piece per line,
+/// and per target its suffix (question, end of turn, answer prefix).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLayout {
+    /// Chat start through the preamble.
+    pub header: Vec<u32>,
+    /// `speaker: text\n` of every turn.
+    pub lines: Vec<Vec<u32>>,
+    /// Candidate labels' tokens, in label-set order.
+    pub labels: Vec<Vec<u32>>,
+}
+
+/// One target to score: its turn, the first line its window shows, and its suffix tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreQuery {
+    /// Target turn t.
+    pub turn: usize,
+    /// First context line s (s ≤ t).
+    pub start: usize,
+    /// Question, end of turn, assistant start and answer prefix.
+    pub suffix: Vec<u32>,
+}
+
+impl TokenLayout {
+    /// The full prompt of `q` followed by nothing: header, lines s..=t, suffix.
+    pub fn prompt(&self, q: &ScoreQuery) -> Vec<u32> {
+        let mut ids = self.header.clone();
+        self.lines[q.start..=q.turn].iter().for_each(|l| ids.extend(l));
+        ids.extend(&q.suffix);
+        ids
+    }
+}
+
+/// Tokenises `dialogue` under `prompt` and plans a query per target turn: the window shows at
+/// most `window` past turns, dropping the oldest while the prompt plus the longest label
+/// exceeds `budget` tokens (never the target).
+pub fn layout(
+    tok: &TextTokenizer,
+    prompt: &ScorePrompt,
+    corpus: &Corpus,
+    dialogue: usize,
+    turns: &[usize],
+    window: usize,
+    budget: usize,
+) -> (TokenLayout, Vec<ScoreQuery>) {
+    let labels = corpus.dataset.labels();
+    let d = &corpus.dialogues[dialogue];
+    const CUT: &str = "\u{1}";
+    let system = prompt.system.replace("{labels}", &labels.joined());
+    let chat = |speaker: &str| {
+        let user = format!("{}{CUT}{}", prompt.preamble, prompt.question.replace("{speaker}", speaker).replace("{labels}", &labels.joined()));
+        tok.chat_prompt(&[Message::new("system", &system), Message::new("user", user)]) + &prompt.answer_prefix
+    };
+    let header_text = chat("").split(CUT).next().unwrap_or_default().to_string();
+    let header = tok.encode(&header_text);
+    let lines: Vec<Vec<u32>> = d.utterances.iter().map(|u| tok.encode(&format!("{}: {}\n", u.speaker, u.text))).collect();
+    let label_ids: Vec<Vec<u32>> = labels.emotions().map(|e| tok.encode(e.name())).collect();
+    let longest = label_ids.iter().map(Vec::len).max().unwrap_or(0);
+    let queries = turns
+        .iter()
+        .map(|&t| {
+            let full = chat(&d.utterances[t].speaker);
+            let suffix = tok.encode(full.split(CUT).nth(1).unwrap_or_default());
+            let mut start = t.saturating_sub(window);
+            let size = |s: usize| header.len() + lines[s..=t].iter().map(Vec::len).sum::<usize>() + suffix.len() + longest;
+            while start < t && size(start) > budget {
+                start += 1;
+            }
+            ScoreQuery { turn: t, start, suffix }
+        })
+        .collect();
+    (TokenLayout { header, lines, labels: label_ids }, queries)
+}
+
+/// log π(label | prompt) for every query and label: `[query][label]`, the sum over the label's
+/// tokens. Queries with the same `start` share one pass over their lines; then up to `rows` of
+/// them, with every label's tokens, branch off that prefix as a tree in one more pass.
+/// `header_cache` (the header already run, batch 1) is where every prefix starts.
+pub fn score_dialogue(model: &CausalLm, layout: &TokenLayout, queries: &[ScoreQuery], header_cache: &KvCache, rows: usize) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); queries.len()];
+    let mut i = 0;
+    while i < queries.len() {
+        let start = queries[i].start;
+        let group_end = (i..queries.len()).find(|&j| queries[j].start != start).unwrap_or(queries.len());
+        let last_turn = queries[i..group_end].iter().map(|q| q.turn).max().unwrap_or(start);
+        // 1. the shared prefix: lines start..=last_turn after the header
+        let mut prefix = header_cache.clone();
+        let device = model.model.embed_tokens.weight.device();
+        let ids: Vec<i64> = layout.lines[start..=last_turn].iter().flatten().map(|t| *t as i64).collect();
+        let n = ids.len();
+        model.hidden(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device), &[vec![true; n]], Some(&mut prefix), None);
+        // 2. the queries of this prefix, `rows` at a time
+        for chunk_start in (i..group_end).step_by(rows.max(1)) {
+            let chunk = chunk_start..(chunk_start + rows.max(1)).min(group_end);
+            let keys = |q: &ScoreQuery| layout.header.len() + layout.lines[start..=q.turn].iter().map(Vec::len).sum::<usize>();
+            let scores = score_tree(model, &prefix, &queries[chunk.clone()], &keys, &layout.labels);
+            for (k, s) in chunk.zip(scores) {
+                out[k] = s;
+            }
+        }
+        i = group_end;
+    }
+    out
+}
+
+/// Runs `header` once (batch 1): the cache every dialogue of a dataset starts from.
+pub fn header_cache(model: &CausalLm, header: &[u32]) -> KvCache {
+    let mut cache = KvCache::new(model.num_layers(), 1);
+    let device = model.model.embed_tokens.weight.device();
+    let ids: Vec<i64> = header.iter().map(|t| *t as i64).collect();
+    let n = ids.len();
+    model.hidden(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device), &[vec![true; n]], Some(&mut cache), None);
+    cache
+}
+
+/// Label log-probs of `queries`, each continuing the first `keys(q)` positions of `prefix`:
+/// one tree pass holding every query's suffix and, after it, every multi-token label's
+/// leading tokens; the vocabulary projection runs only where a label token is predicted.
+fn score_tree(model: &CausalLm, prefix: &KvCache, queries: &[ScoreQuery], keys: &dyn Fn(&ScoreQuery) -> usize, labels: &[Vec<u32>]) -> Vec<Vec<f64>> {
+    let m = labels.len();
+    let (mut tokens, mut parent, mut branch) = (Vec::new(), Vec::new(), Vec::new());
+    // picks: (tree index, the token ids it must score: m of them, padded by repetition)
+    let mut picks: Vec<(usize, Vec<u32>)> = Vec::new();
+    for q in queries {
+        for (j, t) in q.suffix.iter().enumerate() {
+            parent.push((j > 0).then(|| tokens.len() - 1));
+            branch.push(keys(q));
+            tokens.push(*t);
+        }
+        let last = tokens.len() - 1;
+        picks.push((last, labels.iter().map(|l| l[0]).collect()));
+        for l in labels.iter().filter(|l| l.len() > 1) {
+            for j in 0..l.len() - 1 {
+                parent.push(Some(if j == 0 { last } else { tokens.len() - 1 }));
+                branch.push(0);
+                tokens.push(l[j]);
+                picks.push((tokens.len() - 1, vec![l[j + 1]; m]));
+            }
+        }
+    }
+    let hidden = model.hidden_tree(&tokens, &parent, &branch, prefix);
+    let [_, n, d] = hidden.dims();
+    let device = hidden.device();
+    let p = picks.len();
+    let at = Tensor::<1, Int>::from_data(TensorData::new(picks.iter().map(|(i, _)| *i as i64).collect(), [p]), &device);
+    let want = Tensor::<2, Int>::from_data(TensorData::new(picks.iter().flat_map(|(_, w)| w.iter().map(|t| *t as i64)).collect(), [p, m]), &device);
+    let lp = activation::log_softmax(model.logits(hidden.reshape([n, d]).select(0, at)), 1).gather(1, want);
+    let lp = lp.into_data().try_to_vec::<f32>().expect("log-probs are f32");
+    // walk the picks in the order they were made
+    let mut next = 0;
+    queries
+        .iter()
+        .map(|_| {
+            let mut scores: Vec<f64> = lp[next * m..(next + 1) * m].iter().map(|x| *x as f64).collect();
+            next += 1;
+            for (k, l) in labels.iter().enumerate().filter(|(_, l)| l.len() > 1) {
+                for _ in 1..l.len() {
+                    scores[k] += lp[next * m] as f64;
+                    next += 1;
+                }
+            }
+            scores
+        })
+        .collect()
+}
+
+/// Scores `targets` (any order) of `corpus`: per target, the label log-probs in label-set
+/// order. `progress` is called with the number of targets just finished.
+#[allow(clippy::too_many_arguments)]
+pub fn score_targets(
+    model: &CausalLm,
+    tok: &TextTokenizer,
+    prompt: &ScorePrompt,
+    corpus: &Corpus,
+    targets: &[Target],
+    window: usize,
+    budget: usize,
+    rows: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); targets.len()];
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    order.sort_by_key(|&i| (targets[i].dialogue, targets[i].turn));
+    let mut header: Option<(Vec<u32>, KvCache)> = None;
+    for same in order.chunk_by(|a, b| targets[*a].dialogue == targets[*b].dialogue) {
+        let turns: Vec<usize> = same.iter().map(|&i| targets[i].turn).collect();
+        let (layout, queries) = layout(tok, prompt, corpus, targets[same[0]].dialogue, &turns, window, budget);
+        if header.as_ref().is_none_or(|(ids, _)| *ids != layout.header) {
+            header = Some((layout.header.clone(), header_cache(model, &layout.header)));
+        }
+        let cache = &header.as_ref().expect("set above").1;
+        for (&i, s) in same.iter().zip(score_dialogue(model, &layout, &queries, cache, rows)) {
+            out[i] = s;
+        }
+        progress(same.len());
+    }
+    out
+}

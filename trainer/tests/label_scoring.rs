@@ -1,0 +1,73 @@
+//! Score mode: branching targets off a shared dialogue prefix in the KV cache gives the same
+//! label log-probs as running each target's full prompt alone.
+
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use selfemo_datasets::{Dataset, Split};
+use selfemo_model::{Architecture, CausalLm, LoadOptions, LoadedModel, Message, ModelConfig, ModelSource};
+use selfemo_trainer::label_scoring::{ScorePrompt, ScoreQuery, TokenLayout, header_cache, layout, score_dialogue, score_targets};
+
+/// log π(label | prompt) from one uncached pass over prompt · label.
+fn alone(model: &CausalLm, prompt: &[u32], label: &[u32]) -> f64 {
+    let ids: Vec<i64> = prompt.iter().chain(label).map(|t| *t as i64).collect();
+    let n = ids.len();
+    let device = model.model.embed_tokens.weight.device();
+    let logits = model.forward_logits(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device));
+    let v = logits.dims()[2];
+    let lp = activation::log_softmax(logits.reshape([n, v]), 1).into_data().try_to_vec::<f32>().unwrap();
+    label.iter().enumerate().map(|(j, t)| lp[(prompt.len() + j - 1) * v + *t as usize] as f64).sum()
+}
+
+fn max_gap(model: &CausalLm, layout: &TokenLayout, queries: &[ScoreQuery], shared: &[Vec<f64>]) -> f64 {
+    let mut gap = 0.0f64;
+    for (q, scores) in queries.iter().zip(shared) {
+        for (label, s) in layout.labels.iter().zip(scores) {
+            gap = gap.max((alone(model, &layout.prompt(q), label) - s).abs());
+        }
+    }
+    gap
+}
+
+#[test]
+fn shared_prefix_scores_equal_scoring_each_target_alone() {
+    for arch in [Architecture::Llama, Architecture::Qwen3] {
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 7, &Device::flex());
+        let lines: Vec<Vec<u32>> = vec![vec![10, 11, 12], vec![13], vec![14, 15, 16, 17], vec![18, 19], vec![20, 21, 22], vec![23]];
+        let layout = TokenLayout { header: vec![2, 3, 4, 5], lines, labels: vec![vec![30], vec![31, 32], vec![33, 34, 35], vec![36]] };
+        // window 2: starts slide (0, 0, 0, 1, 2, 3), suffixes of different lengths
+        let queries: Vec<ScoreQuery> =
+            (0..6).map(|t| ScoreQuery { turn: t, start: t.saturating_sub(2), suffix: (40..42 + t as u32 % 3).collect() }).collect();
+        let header = header_cache(&model, &layout.header);
+        for rows in [1, 2, 8] {
+            let shared = score_dialogue(&model, &layout, &queries, &header, rows);
+            let gap = max_gap(&model, &layout, &queries, &shared);
+            assert!(gap < 1e-4, "{arch:?}, {rows} rows: max |shared − alone| = {gap}");
+        }
+    }
+}
+
+#[test]
+fn real_prompts_decode_to_the_chat_and_score_like_each_target_alone() {
+    let Some(gguf) = selfemo_model::fetch::default_model_for_tests() else { return };
+    let m = LoadedModel::load(&ModelSource::Gguf(gguf), LoadOptions { max_layers: Some(2), ..Default::default() }, &Device::flex()).unwrap();
+    let corpus = selfemo_datasets::load(Dataset::Meld, None).unwrap();
+    let targets: Vec<_> = corpus.targets(Split::Dev).into_iter().take(5).collect();
+    let d = targets[0].dialogue;
+    let turns: Vec<usize> = targets.iter().filter(|t| t.dialogue == d).map(|t| t.turn).collect();
+    let prompt = ScorePrompt::default();
+    let (lay, queries) = layout(&m.tokenizer, &prompt, &corpus, d, &turns, 2, 512);
+
+    // the pieces decode to the ordinary chat rendering of the last query's window
+    let q = queries.last().unwrap();
+    let lines: String = corpus.dialogues[d].utterances[q.start..=q.turn].iter().map(|u| format!("{}: {}\n", u.speaker, u.text)).collect();
+    let speaker = &corpus.dialogues[d].utterances[q.turn].speaker;
+    let system = prompt.system.replace("{labels}", &Dataset::Meld.labels().joined());
+    let user = format!("{}{lines}{}", prompt.preamble, prompt.question.replace("{speaker}", speaker));
+    let chat = m.tokenizer.chat_prompt(&[Message::new("system", system), Message::new("user", user)]) + &prompt.answer_prefix;
+    assert_eq!(m.tokenizer.decode(&lay.prompt(q), false), chat);
+    assert_eq!(lay.labels.len(), 7);
+
+    let shared = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, 2, 512, 4, &mut |_| ());
+    let mine: Vec<Vec<f64>> = shared.iter().zip(&targets).filter(|(_, t)| t.dialogue == d).map(|(s, _)| s.clone()).collect();
+    let gap = max_gap(&m.model, &lay, &queries, &mine);
+    assert!(gap < 1e-4, "max |shared − alone| = {gap}");
+}
