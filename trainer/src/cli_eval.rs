@@ -104,6 +104,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{:<10} {:>8} {:>10.4} {:>10.4} {:>9.4} {:>8.3}", d.name(), n, r.accuracy, r.weighted_f1, r.macro_f1, r.invalid_rate);
         acc.push(r.accuracy);
         wf1.push(r.weighted_f1);
+        let png = args.out.with_file_name(format!("{}-confusion-{}.png", stem(&args.out), d.name()));
+        let labels: Vec<String> = r.per_class.iter().map(|c| c.label.clone()).collect();
+        let title = format!("{} {} ({} mode): W-F1 {:.3}", d.name(), args.split, format!("{:?}", args.mode).to_lowercase(), r.weighted_f1);
+        selfemo_trainer::plots::confusion_chart(&png, &title, &labels, &r.confusion)?;
         let mut value = serde_json::to_value(&r)?;
         value["targets"] = n.into();
         value["seconds"] = seconds.into();
@@ -137,4 +141,9 @@ fn score_report(corpus: &selfemo_datasets::Corpus, targets: &[selfemo_datasets::
         .map(|s| s.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| labels[k]))
         .collect();
     report(&gold, &pred, &labels)
+}
+
+/// The report file's name without its extension (`eval` for `eval.json`).
+fn stem(path: &std::path::Path) -> String {
+    path.file_stem().map_or_else(|| "eval".into(), |s| s.to_string_lossy().into_owned())
 }

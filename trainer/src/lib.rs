@@ -9,6 +9,7 @@ pub mod label_scoring;
 pub mod loss;
 pub mod metrics_log;
 pub mod optim;
+pub mod plots;
 pub mod recognition;
 pub mod run;
 pub mod scores;

@@ -6,6 +6,7 @@ use crate::config::{RunConfig, Trainable};
 use crate::grpo::{Group, UpdateSettings, rollout, update};
 use crate::metrics_log::{self, Row};
 use crate::optim::learning_rate;
+use crate::plots::{Series, line_chart};
 use crate::recognition::{RecognitionPrompt, evaluate, prompts};
 use crate::scores::Report;
 use anyhow::{Context, Result, bail};
@@ -208,6 +209,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     if state.step < g.max_steps as u64 {
         return Ok(Outcome { run_dir, dev_before, dev_after: None, rows: state.rows });
     }
+    plot_curves(&run_dir, &state.rows)?;
     let rollout_model = model.valid();
     let (dev_after, _) = eval(&rollout_model, &tokenizer);
     std::fs::write(run_dir.join("dev_after.json"), serde_json::to_vec_pretty(&dev_after)?)?;
@@ -246,4 +248,21 @@ fn score(
         }
     }
     (sums.into_iter().map(|(k, (s, n))| (k, s / n)).collect(), sample)
+}
+
+/// PNG curves of the run in `plots/`: reward (with its components), KL and loss per step.
+fn plot_curves(run_dir: &std::path::Path, rows: &[Row]) -> Result<()> {
+    let dir = run_dir.join("plots");
+    std::fs::create_dir_all(&dir)?;
+    let series = |name: &str, key: &str| Series {
+        name: name.into(),
+        points: rows.iter().filter_map(|r| r.values.get(key).map(|v| (r.step as f64, *v))).collect(),
+    };
+    let mut rewards = vec![series("reward", "reward")];
+    let components: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.values.keys()).filter(|k| k.starts_with("rewards/")).collect();
+    rewards.extend(components.into_iter().map(|k| series(k.trim_start_matches("rewards/").trim_end_matches("/mean"), k)));
+    line_chart(&dir.join("reward.png"), "reward per step", "step", &rewards)?;
+    line_chart(&dir.join("kl.png"), "KL to the reference per step", "step", &[series("kl", "kl")])?;
+    line_chart(&dir.join("loss.png"), "loss per step", "step", &[series("loss", "loss")])?;
+    Ok(())
 }

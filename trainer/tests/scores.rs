@@ -45,3 +45,27 @@ fn invalid_predictions_are_wrong_and_counted() {
     assert_eq!(r.per_class[0].recall, 0.5);
     assert_eq!(r.per_class[0].precision, 1.0);
 }
+
+/// PNG width and height from the IHDR chunk, after checking the signature.
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn charts_are_written_as_png_without_leftovers() {
+    use selfemo_trainer::plots::{Series, confusion_chart, line_chart};
+    let dir = tempfile::tempdir().unwrap();
+    let curve = dir.path().join("reward.png");
+    let s = Series { name: "reward".into(), points: vec![(1.0, 0.2), (2.0, f64::NAN), (3.0, 0.7)] };
+    line_chart(&curve, "reward per step", "step", &[s]).unwrap();
+    assert_eq!(png_size(&curve), (900, 500));
+    let confusion = dir.path().join("confusion.png");
+    let labels: Vec<String> = ["joy", "anger", "neutral"].iter().map(|s| s.to_string()).collect();
+    confusion_chart(&confusion, "test", &labels, &[vec![3, 1, 0], vec![0, 2, 0], vec![1, 0, 5]]).unwrap();
+    assert_eq!(png_size(&confusion), (120 + 80 * 3, 120 + 70 * 3));
+    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 2, "only the two charts remain: {names:?}");
+}
