@@ -17,8 +17,17 @@ pub struct Proj {
 impl Proj {
     /// x `[n, in]` → `[n, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.val().transpose())
+        project(x, self.weight.val())
     }
+}
+
+/// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) it runs as (W · xᵀ)ᵀ: the
+/// CPU gemm then streams W as the large operand instead of repacking it for each call.
+pub fn project(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    if x.dims()[0] <= 16 {
+        return w.matmul(x.transpose()).transpose();
+    }
+    x.matmul(w.transpose())
 }
 
 /// RMSNorm: x / sqrt(mean(x²) + ε) · w, over the last dim.
@@ -107,8 +116,16 @@ impl Attention {
             }
             None => (k, v),
         };
-        // 5. share kv heads across their query group
+        // 5. share kv heads across their query group. One query per row (decoding): the
+        // group's queries attend as a sequence of g against their kv head, with no K/V copies.
         let keys = k.dims()[2];
+        if t == 1 && h != kv {
+            let g = h / kv;
+            let mask = ctx.mask.clone().map(|m| m.reshape([b, kv, g, keys]));
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+            let out = attention(q.reshape([b, kv, g, hd]), k, v, mask, None, options);
+            return self.o_proj.forward(out.reshape([b, h * hd])).reshape([b, t, d]);
+        }
         let repeat = |x: Tensor<4>| {
             if h == kv {
                 return x;

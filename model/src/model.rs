@@ -183,7 +183,7 @@ impl CausalLm {
     pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+            None => crate::layers::project(hidden, self.model.embed_tokens.weight.val()),
         }
     }
 
