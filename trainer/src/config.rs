@@ -131,6 +131,9 @@ pub struct GrpoSection {
     pub loss_type: LossType,
     /// μ, optimiser steps per rollout batch (default 1).
     pub num_iterations: usize,
+    /// Micro-batches per optimiser step, their gradients summed (default 1): the same step
+    /// with less memory.
+    pub gradient_accumulation_steps: usize,
     /// Most tokens per completion (default 48).
     pub max_completion_length: usize,
     /// Leave completions cut at the length limit out of the loss (default false; DAPO: true).
@@ -165,6 +168,7 @@ impl Default for GrpoSection {
             scale_rewards: ScaleRewards::Group,
             loss_type: LossType::Dapo,
             num_iterations: 1,
+            gradient_accumulation_steps: 1,
             max_completion_length: 48,
             mask_truncated_completions: false,
             temperature: 1.0,
@@ -224,6 +228,7 @@ impl RunConfig {
             ("grpo.prompts_per_step", g.prompts_per_step),
             ("grpo.max_steps", g.max_steps),
             ("grpo.num_iterations", g.num_iterations),
+            ("grpo.gradient_accumulation_steps", g.gradient_accumulation_steps),
             ("grpo.max_completion_length", g.max_completion_length),
             ("grpo.save_steps", g.save_steps),
             ("eval.batch_size", self.eval.batch_size),

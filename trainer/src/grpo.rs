@@ -3,7 +3,7 @@
 
 use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
 use crate::optim::clip_global_norm;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use selfemo_model::{CausalLm, SamplingConfig, completion_logprobs, generate};
 use selfemo_rewards::{ScaleRewards, advantages};
 
@@ -101,6 +101,9 @@ pub struct UpdateSettings {
     pub max_grad_norm: f64,
     /// μ: optimiser steps per rollout batch.
     pub num_iterations: usize,
+    /// Micro-batches whose gradients are summed before each optimiser step (memory, not maths:
+    /// the token weights are those of the whole batch, so the step is the same).
+    pub gradient_accumulation_steps: usize,
     /// Pad id.
     pub pad: u32,
 }
@@ -172,20 +175,30 @@ pub fn update(
     if batch.old_logprobs.is_empty() {
         return (model, Ok(stats));
     }
+    // Micro-batches: consecutive samples, as even as possible, and their token ranges.
+    let parts = settings.gradient_accumulation_steps.clamp(1, samples.len().max(1));
+    let bounds: Vec<usize> = (0..=parts).map(|i| i * samples.len() / parts).collect();
+    let token_start = |i: usize| lengths[..bounds[i]].iter().sum::<usize>();
     for step in 0..settings.num_iterations.max(1) {
-        let logprobs = completion_logprobs(&model, &prompts, &completions, settings.pad, settings.temperature);
-        let (loss, loss_stats) = grpo_loss(logprobs, &batch, settings.clip);
-        let loss_value = loss_stats.loss;
-        if !loss_value.is_finite() {
-            return (model, Err(NonFinite { what: "loss", value: loss_value, step }));
+        let mut accumulated = GradientsAccumulator::new();
+        let mut parts_stats = Vec::with_capacity(parts);
+        for i in 0..parts {
+            let (samples, tokens) = (bounds[i]..bounds[i + 1], token_start(i)..token_start(i + 1));
+            let logprobs = completion_logprobs(&model, &prompts[samples.clone()], &completions[samples], settings.pad, settings.temperature);
+            let (loss, loss_stats) = grpo_loss(logprobs, &batch.slice(tokens.clone()), settings.clip);
+            if !loss_stats.loss.is_finite() {
+                return (model, Err(NonFinite { what: "loss", value: loss_stats.loss, step }));
+            }
+            accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            parts_stats.push((loss_stats, batch.weights[tokens].iter().filter(|w| **w > 0.0).count()));
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = accumulated.grads();
         let norm = clip_global_norm(&model, &mut grads, settings.max_grad_norm);
         if !norm.is_finite() {
             return (model, Err(NonFinite { what: "grad_norm", value: norm, step }));
         }
         if step == 0 {
-            (stats.loss, stats.grad_norm, stats.loss_stats) = (loss_value, norm, loss_stats);
+            (stats.loss, stats.grad_norm, stats.loss_stats) = (parts_stats.iter().map(|(s, _)| s.loss).sum(), norm, LossStats::combine(&parts_stats));
         }
         model = optim.step(lr, model, grads);
     }

@@ -85,6 +85,28 @@ pub struct LossStats {
     pub clip_high: f64,
 }
 
+impl TokenBatch {
+    /// The tokens in `range` (a micro-batch of whole samples).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TokenBatch {
+        TokenBatch {
+            old_logprobs: self.old_logprobs[range.clone()].to_vec(),
+            ref_logprobs: self.ref_logprobs.as_ref().map(|r| r[range.clone()].to_vec()),
+            advantages: self.advantages[range.clone()].to_vec(),
+            weights: self.weights[range].to_vec(),
+        }
+    }
+}
+
+impl LossStats {
+    /// The stats of a batch from those of its parts, each with its count of included tokens:
+    /// losses add, token means are re-weighted.
+    pub fn combine(parts: &[(LossStats, usize)]) -> LossStats {
+        let n = parts.iter().map(|(_, k)| *k).sum::<usize>().max(1) as f64;
+        let mean = |f: fn(&LossStats) -> f64| parts.iter().map(|(s, k)| f(s) * *k as f64).sum::<f64>() / n;
+        LossStats { loss: parts.iter().map(|(s, _)| s.loss).sum(), kl: mean(|s| s.kl), clip_low: mean(|s| s.clip_low), clip_high: mean(|s| s.clip_high) }
+    }
+}
+
 /// The batch loss Σ w_t ℓ_t (a scalar tensor, differentiable through `logprobs`) and its stats.
 pub fn grpo_loss(logprobs: Tensor<1>, batch: &TokenBatch, clip: Clip) -> (Tensor<1>, LossStats) {
     let device = logprobs.device();

@@ -4,7 +4,8 @@
 use crate::scores::{Report, report};
 use selfemo_datasets::{ContextWindow, Corpus, Emotion, Target};
 use selfemo_model::{CausalLm, Message, SamplingConfig, TextTokenizer, generate};
-use selfemo_rewards::parse;
+use selfemo_rewards::{RewardConfig, parse, score_recognition_group};
+use serde::{Deserialize, Serialize};
 use selfemo_selfplay::RecogniserPrompt;
 
 /// One recognition prompt, tokenised, with its gold label.
@@ -76,4 +77,28 @@ pub fn evaluate(
     let pred: Vec<Option<&str>> = predictions.iter().map(|p| p.map(|e| e.name())).collect();
     let order: Vec<&str> = labels.emotions().map(|e| e.name()).collect();
     (report(&gold, &pred, &order), texts)
+}
+
+/// Dev scores and the dev reward of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DevResult {
+    /// Accuracy, F1 and the rest.
+    pub report: Report,
+    /// Mean of w_format · format + w_U · R_U over the greedy dev completions: the reward the
+    /// policy is trained on, less group consistency (a single greedy sample has no group).
+    pub reward: f64,
+}
+
+/// The dev reward of greedy `texts` (one per prompt); see [`DevResult::reward`].
+pub fn dev_reward(texts: &[String], prompts: &[RecognitionPrompt], corpus: &Corpus, rewards: &RewardConfig) -> f64 {
+    let w = &rewards.weights;
+    let total: f64 = texts
+        .iter()
+        .zip(prompts)
+        .map(|(text, p)| {
+            let (_, b) = &score_recognition_group(&[text.as_str()], &[p.gold], corpus.dataset.labels(), rewards, None)[0];
+            w.format * b.format + w.recognition * b.recognition.unwrap_or(0.0)
+        })
+        .sum();
+    total / texts.len().max(1) as f64
 }

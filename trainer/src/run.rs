@@ -7,8 +7,7 @@ use crate::grpo::{Group, UpdateSettings, rollout, update};
 use crate::metrics_log::{self, Row};
 use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
-use crate::recognition::{RecognitionPrompt, evaluate, prompts};
-use crate::scores::Report;
+use crate::recognition::{DevResult, RecognitionPrompt, dev_reward, evaluate, prompts};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use rand::SeedableRng;
@@ -38,10 +37,10 @@ pub struct TrainOptions {
 pub struct Outcome {
     /// The run folder.
     pub run_dir: PathBuf,
-    /// Dev scores before training.
-    pub dev_before: Report,
-    /// Dev scores after training (`None` when stopped early).
-    pub dev_after: Option<Report>,
+    /// Dev scores and reward before training.
+    pub dev_before: DevResult,
+    /// Dev scores and reward after training (`None` when stopped early).
+    pub dev_after: Option<DevResult>,
     /// Metric rows.
     pub rows: Vec<Row>,
 }
@@ -105,17 +104,20 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             None => writeln!(events, "--resume: no checkpoint yet, starting from step 0")?,
         }
     }
-    let eval = |m: &CausalLm, tok: &TextTokenizer| evaluate(m, tok, &dev_prompts, &corpus, config.eval.max_new_tokens, config.eval.batch_size, &mut |_| ());
+    let eval = |m: &CausalLm, tok: &TextTokenizer| {
+        let (report, texts) = evaluate(m, tok, &dev_prompts, &corpus, config.eval.max_new_tokens, config.eval.batch_size, &mut |_| ());
+        DevResult { reward: dev_reward(&texts, &dev_prompts, &corpus, &config.rewards), report }
+    };
     let before_path = run_dir.join("dev_before.json");
-    let dev_before = if state.step > 0 && before_path.is_file() {
+    let dev_before: DevResult = if state.step > 0 && before_path.is_file() {
         serde_json::from_slice(&std::fs::read(&before_path)?).context("reading dev_before.json")?
     } else {
-        let (r, _) = eval(&model.valid(), &tokenizer);
+        let r = eval(&model.valid(), &tokenizer);
         std::fs::write(&before_path, serde_json::to_vec_pretty(&r)?)?;
         r
     };
     if options.verbose {
-        println!("dev before: accuracy {:.4}  weighted F1 {:.4}  invalid {:.3}", dev_before.accuracy, dev_before.weighted_f1, dev_before.invalid_rate);
+        print_dev("before", &dev_before);
     }
 
     let settings = UpdateSettings {
@@ -128,9 +130,13 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         temperature: g.sampling().logprob_temperature(),
         max_grad_norm: g.max_grad_norm,
         num_iterations: g.num_iterations,
+        gradient_accumulation_steps: g.gradient_accumulation_steps,
         pad: tokenizer.pad_id,
     };
     let last = options.stop_after.map_or(g.max_steps as u64, |s| s.min(g.max_steps as u64));
+    let bar = if options.verbose { indicatif::ProgressBar::new(g.max_steps as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
+    bar.set_position(state.step);
     for step in state.step..last {
         let batch: Vec<(usize, &RecognitionPrompt)> = (0..g.prompts_per_step)
             .map(|i| {
@@ -183,20 +189,23 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             values.insert(format!("rewards/{name}/mean"), v);
         }
         let row = Row { step: step + 1, values };
+        let v = &row.values;
+        let (format, recognition) = (v.get("rewards/format/mean").copied().unwrap_or(0.0), v.get("rewards/recognition/mean").copied().unwrap_or(0.0));
+        bar.set_message(format!("reward {:.3}  format {format:.2}  kl {:.4}", v["reward"], v["kl"]));
+        bar.inc(1);
         if options.verbose {
-            let v = &row.values;
-            println!(
-                "step {:>4}/{}  reward {:.3}  format {:.2}  recognition {:.3}  kl {:.4}  grad_norm {:.3}  len {:.1}  {:.1}s",
-                step + 1,
-                g.max_steps,
-                v["reward"],
-                v.get("rewards/format/mean").copied().unwrap_or(0.0),
-                v.get("rewards/recognition/mean").copied().unwrap_or(0.0),
-                v["kl"],
-                v["grad_norm"],
-                v["completions/mean_length"],
-                generate_s + score_s + update_s
-            );
+            bar.suspend(|| {
+                println!(
+                    "step {:>4}/{}  reward {:.3}  format {format:.2}  recognition {recognition:.3}  kl {:.4}  grad_norm {:.3}  len {:.1}  {:.1}s",
+                    step + 1,
+                    g.max_steps,
+                    v["reward"],
+                    v["kl"],
+                    v["grad_norm"],
+                    v["completions/mean_length"],
+                    generate_s + score_s + update_s
+                )
+            });
         }
         writeln!(events, "step {}: sample completion: {sample_text:?}", step + 1)?;
         state.rows.push(row);
@@ -209,12 +218,13 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     if state.step < g.max_steps as u64 {
         return Ok(Outcome { run_dir, dev_before, dev_after: None, rows: state.rows });
     }
+    bar.finish_and_clear();
     plot_curves(&run_dir, &state.rows)?;
     let rollout_model = model.valid();
-    let (dev_after, _) = eval(&rollout_model, &tokenizer);
+    let dev_after = eval(&rollout_model, &tokenizer);
     std::fs::write(run_dir.join("dev_after.json"), serde_json::to_vec_pretty(&dev_after)?)?;
     if options.verbose {
-        println!("dev after:  accuracy {:.4}  weighted F1 {:.4}  invalid {:.3}", dev_after.accuracy, dev_after.weighted_f1, dev_after.invalid_rate);
+        print_dev("after", &dev_after);
     }
     let final_model = LoadedModel { model: rollout_model, config: model_config, tokenizer };
     final_model.export(&run_dir.join("final")).context("exporting the final model")?;
@@ -265,4 +275,9 @@ fn plot_curves(run_dir: &std::path::Path, rows: &[Row]) -> Result<()> {
     line_chart(&dir.join("kl.png"), "KL to the reference per step", "step", &[series("kl", "kl")])?;
     line_chart(&dir.join("loss.png"), "loss per step", "step", &[series("loss", "loss")])?;
     Ok(())
+}
+
+fn print_dev(when: &str, r: &DevResult) {
+    let s = &r.report;
+    println!("dev {when}: reward {:.4}  accuracy {:.4}  weighted F1 {:.4}  invalid {:.3}", r.reward, s.accuracy, s.weighted_f1, s.invalid_rate);
 }

@@ -41,6 +41,7 @@ fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_i
         temperature: 1.0,
         max_grad_norm: 1.0,
         num_iterations,
+        gradient_accumulation_steps: 1,
         pad: 0,
     }
 }
@@ -101,4 +102,30 @@ fn non_finite_steps_are_refused_and_leave_the_model_unchanged() {
     groups[0].samples[1].reward = f64::NAN;
     let (_, result) = update(model, None, &mut optim, &groups, &settings, 1e-2);
     assert!(result.unwrap_err().to_string().contains("reward"));
+}
+
+#[test]
+fn gradient_accumulation_takes_the_same_step() {
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
+    let device = Device::flex().autodiff();
+    let model = CausalLm::random(&config, 3, &device);
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
+    let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 5, 0, &[], 0);
+    for (i, s) in groups.iter_mut().flat_map(|g| g.samples.iter_mut()).enumerate() {
+        s.reward = (i % 3) as f64;
+    }
+    let step = |parts: usize| {
+        let settings = UpdateSettings { gradient_accumulation_steps: parts, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1) };
+        let (m, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, 1e-2);
+        let w = m.model.layers[0].self_attn.q_proj.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        (w, stats.unwrap())
+    };
+    let (whole, a) = step(1);
+    for parts in [3, 16] {
+        let (split, b) = step(parts);
+        let gap = whole.iter().zip(&split).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(gap < 1e-5, "{parts} micro-batches: max weight difference {gap} (lr 1e-2: float rounding only)");
+        assert!((a.loss - b.loss).abs() < 1e-6 && (a.grad_norm - b.grad_norm).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.loss_stats.clip_high - b.loss_stats.clip_high).abs() < 1e-9);
+    }
 }
