@@ -129,3 +129,34 @@ fn gradient_accumulation_takes_the_same_step() {
         assert!((a.loss_stats.clip_high - b.loss_stats.clip_high).abs() < 1e-9);
     }
 }
+
+#[test]
+fn sft_loss_is_completion_cross_entropy_and_teaches_the_completion() {
+    use burn::tensor::{Int, Tensor, TensorData, activation};
+    use selfemo_trainer::loss::sft_loss;
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
+    let device = Device::flex().autodiff();
+    let mut model = CausalLm::random(&config, 9, &device);
+    let prompts = vec![vec![1, 2, 4, 3], vec![1, 5, 3]];
+    let completions = vec![vec![8, 9, 0], vec![10, 0]];
+    // reference: the mean −log softmax over the completion positions of full, unpadded rows
+    let mut nll = Vec::new();
+    for (p, c) in prompts.iter().zip(&completions) {
+        let ids: Vec<i64> = p.iter().chain(c).map(|t| *t as i64).collect();
+        let n = ids.len();
+        let logits = model.valid().forward_logits(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &Device::flex()));
+        let lp = activation::log_softmax(logits.reshape([n, 16]), 1).into_data().try_to_vec::<f32>().unwrap();
+        nll.extend(c.iter().enumerate().map(|(j, t)| -(lp[(p.len() + j - 1) * 16 + *t as usize] as f64)));
+    }
+    let reference = nll.iter().sum::<f64>() / nll.len() as f64;
+    let loss = |m: &CausalLm| sft_loss(selfemo_model::completion_logprobs(m, &prompts, &completions, 0, 1.0));
+    let first = loss(&model).into_scalar::<f32>() as f64;
+    assert!((first - reference).abs() < 1e-5, "sft loss {first} vs reference {reference}");
+    let mut optim = AdamWSettings::default().build();
+    for _ in 0..60 {
+        let grads = burn::optim::GradientsParams::from_grads(loss(&model).backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let last = loss(&model).into_scalar::<f32>() as f64;
+    assert!(first > 2.0 && last < 0.1, "cross-entropy {first} -> {last}");
+}
