@@ -187,6 +187,23 @@ impl GrpoSection {
         SamplingConfig { temperature: self.temperature, top_p: self.top_p, top_k: self.top_k, max_new_tokens: self.max_completion_length }
     }
 
+    /// The update's settings; `pad` is the tokenizer's pad id.
+    pub fn update_settings(&self, pad: u32) -> crate::grpo::UpdateSettings {
+        crate::grpo::UpdateSettings {
+            clip: self.clip(),
+            loss_type: self.loss_type,
+            scale_rewards: self.scale_rewards,
+            advantage_epsilon: 1e-4,
+            max_completion_length: self.max_completion_length,
+            mask_truncated_completions: self.mask_truncated_completions,
+            temperature: self.sampling().logprob_temperature(),
+            max_grad_norm: self.max_grad_norm,
+            num_iterations: self.num_iterations,
+            gradient_accumulation_steps: self.gradient_accumulation_steps,
+            pad,
+        }
+    }
+
     /// Clip range and β.
     pub fn clip(&self) -> Clip {
         Clip { epsilon: self.epsilon, epsilon_high: self.epsilon_high, beta: self.beta }

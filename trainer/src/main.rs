@@ -1,6 +1,7 @@
 //! `selfemo`: train, evaluate and inspect SELF-EMO emotion models from the command line.
 
 mod bench;
+mod bench_train;
 mod cli_data;
 mod cli_eval;
 mod cli_model;
@@ -43,6 +44,8 @@ enum Command {
 enum BenchCommand {
     /// Prefill, decode (batch 1 and 8) and forward+backward throughput of the policy.
     Model(bench::BenchModelArgs),
+    /// One full SELF-GRPO step (rollout, scoring, update) by phase, and the update's share of peak.
+    Train(bench_train::BenchTrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +63,6 @@ fn main() -> anyhow::Result<()> {
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
         Command::Bench(BenchCommand::Model(args)) => bench::bench_model(args),
+        Command::Bench(BenchCommand::Train(args)) => bench_train::bench_train(args),
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{self, State};
 use crate::config::{RunConfig, Trainable};
-use crate::grpo::{Group, UpdateSettings, rollout, update};
+use crate::grpo::{Group, rollout, update};
 use crate::metrics_log::{self, Row};
 use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
@@ -120,19 +120,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         print_dev("before", &dev_before);
     }
 
-    let settings = UpdateSettings {
-        clip: g.clip(),
-        loss_type: g.loss_type,
-        scale_rewards: g.scale_rewards,
-        advantage_epsilon: 1e-4,
-        max_completion_length: g.max_completion_length,
-        mask_truncated_completions: g.mask_truncated_completions,
-        temperature: g.sampling().logprob_temperature(),
-        max_grad_norm: g.max_grad_norm,
-        num_iterations: g.num_iterations,
-        gradient_accumulation_steps: g.gradient_accumulation_steps,
-        pad: tokenizer.pad_id,
-    };
+    let settings = g.update_settings(tokenizer.pad_id);
     let last = options.stop_after.map_or(g.max_steps as u64, |s| s.min(g.max_steps as u64));
     let bar = if options.verbose { indicatif::ProgressBar::new(g.max_steps as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
@@ -232,7 +220,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
 }
 
 /// Fills each sample's reward; returns the mean of each reward component and one sample text.
-fn score(
+pub fn score(
     groups: &mut [Group],
     batch: &[(usize, &RecognitionPrompt)],
     corpus: &Corpus,

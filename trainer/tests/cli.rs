@@ -49,3 +49,23 @@ fn generate_answers_with_the_default_model() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "The capital of France is Paris.");
 }
+
+#[test]
+fn bench_train_reports_every_phase_and_the_update_share_of_peak() {
+    if selfemo_model::fetch::default_model_for_tests().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench-train.json");
+    let args = ["bench", "train", "--layers", "1", "--prompts", "1", "--num-generations", "2", "--max-completion-length", "4", "--steps", "1"];
+    let (ok, stdout, err) = selfemo(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(ok, "{err}");
+    assert!(stdout.contains("rollout") && stdout.contains("update:"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let seconds = &report["seconds"];
+    let step = seconds["step"].as_f64().unwrap();
+    let parts: f64 = ["rollout", "scoring", "update"].iter().map(|k| seconds[*k].as_f64().unwrap()).sum();
+    assert!(step > 0.0 && (step - parts).abs() < 1e-9, "{report}");
+    let share = report["update_fraction_of_peak"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 1.5, "{report}");
+}

@@ -1,0 +1,122 @@
+//! `selfemo bench train`: one full SELF-GRPO step (rollout, scoring, update) timed by phase, and
+//! the update's achieved GFLOP/s over the f32 matmul peak measured in the same run. The shape
+//! is set by flags so the same work can be run on other trainers.
+
+use crate::bench::matmul_peak;
+use anyhow::{Context, Result};
+use burn::module::Module;
+use clap::Args;
+use selfemo_datasets::{Dataset, Split};
+use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
+use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::grpo::{rollout, update};
+use selfemo_trainer::recognition::prompts;
+use selfemo_trainer::run::score;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options of `selfemo bench train`.
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    /// `default`, a .gguf file, or an HF folder.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Keep only the first n layers (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub layers: usize,
+    /// Dataset whose first train targets are the prompts.
+    #[arg(long, value_parser = crate::cli_data::parse_dataset, default_value = "meld")]
+    pub dataset: Dataset,
+    /// Prompts per step.
+    #[arg(long, default_value_t = 4)]
+    pub prompts: usize,
+    /// G, completions per prompt.
+    #[arg(long, default_value_t = 4)]
+    pub num_generations: usize,
+    /// Most tokens per completion.
+    #[arg(long, default_value_t = 32)]
+    pub max_completion_length: usize,
+    /// KL weight (> 0 adds the reference forward to the update).
+    #[arg(long, default_value_t = 0.04)]
+    pub beta: f64,
+    /// Steps measured (after one warm-up step); the mean is reported.
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// cpu, cuda[:i] or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// JSON report.
+    #[arg(long, default_value = "bench-train.json")]
+    pub out: PathBuf,
+}
+
+/// Runs the benchmark and prints the phases.
+pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
+    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?.autodiff();
+    let options = LoadOptions { max_layers: (args.layers > 0).then_some(args.layers), ..Default::default() };
+    let loaded = LoadedModel::load(&ModelSource::parse(&args.model), options, &device).context("loading the model")?;
+    let LoadedModel { mut model, config: c, tokenizer } = loaded;
+    let mut run: RunConfig = toml::from_str("name = \"bench\"").expect("a name is the only required field");
+    run.data.dataset = args.dataset;
+    (run.grpo.num_generations, run.grpo.max_completion_length, run.grpo.beta) = (args.num_generations, args.max_completion_length, args.beta);
+    let g = &run.grpo;
+    let corpus = selfemo_datasets::load(args.dataset, None)?;
+    let targets: Vec<_> = corpus.targets(Split::Train).into_iter().take(args.prompts).collect();
+    let batch_prompts = prompts(&corpus, &targets, &run.prompt, run.data.context_window, run.data.max_prompt_tokens, &tokenizer);
+    let batch: Vec<(usize, &_)> = batch_prompts.iter().enumerate().collect();
+    let ids: Vec<(usize, Vec<u32>)> = batch.iter().map(|(k, p)| (*k, p.ids.clone())).collect();
+    let reference = (g.beta > 0.0).then(|| model.valid());
+    let mut optim = g.adamw.build();
+    let settings = g.update_settings(tokenizer.pad_id);
+    let (peak, shape) = matmul_peak(c.hidden_size, c.intermediate_size, 4, &device.inner());
+
+    let (mut phases, mut tokens, mut update_flops) = ([0.0f64; 3], 0.0, 0.0);
+    for step in 0..=args.steps {
+        let t0 = Instant::now();
+        let mut groups = rollout(&model.valid(), &ids, g.num_generations, &g.sampling(), run.seed, step as u64, &tokenizer.eos_ids, tokenizer.pad_id);
+        let t1 = Instant::now();
+        score(&mut groups, &batch, &corpus, &tokenizer, &run);
+        let t2 = Instant::now();
+        let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, 1e-6);
+        model = m;
+        stats.map_err(anyhow::Error::new)?;
+        let t3 = Instant::now();
+        if step == 0 {
+            continue; // warm-up
+        }
+        for (p, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+            *p += (b - a).as_secs_f64();
+        }
+        // Update work: the policy's forward + backward (3×) per μ step, the reference forward.
+        let passes = 3.0 * g.num_iterations as f64 + if g.beta > 0.0 { 1.0 } else { 0.0 };
+        for group in &groups {
+            for s in &group.samples {
+                let len = group.prompt.len() + s.completion.len();
+                let forward = (0..len).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>() + s.completion.len() as f64 * c.head_flops();
+                update_flops += passes * forward;
+                tokens += len as f64;
+            }
+        }
+    }
+    let n = args.steps.max(1) as f64;
+    let [generate_s, score_s, update_s] = phases.map(|p| p / n);
+    let total = generate_s + score_s + update_s;
+    let update_gflops = update_flops / n / update_s / 1e9;
+    println!("model: {} layers; {} prompts x G {} (max {} tokens), beta {}, all parameters trainable, f32", c.num_hidden_layers, args.prompts, g.num_generations, g.max_completion_length, g.beta);
+    println!("f32 matmul peak (same run): {peak:.1} GFLOP/s at {shape:?}");
+    println!("{:<10} {:>9} {:>7}", "phase", "seconds", "share");
+    for (name, s) in [("rollout", generate_s), ("scoring", score_s), ("update", update_s), ("step", total)] {
+        println!("{name:<10} {s:>9.2} {:>6.1}%", 100.0 * s / total);
+    }
+    println!("tokens/s (prompt + completion, whole step): {:.1}", tokens / n / total);
+    println!("update: {update_gflops:.1} GFLOP/s = {:.1}% of peak", 100.0 * update_gflops / peak);
+    let report = serde_json::json!({
+        "matmul_peak_gflops": peak, "peak_shape": shape, "layers": c.num_hidden_layers,
+        "prompts": args.prompts, "num_generations": g.num_generations, "max_completion_length": g.max_completion_length, "beta": g.beta,
+        "seconds": { "rollout": generate_s, "scoring": score_s, "update": update_s, "step": total },
+        "tokens_per_second": tokens / n / total, "update_gflops": update_gflops, "update_fraction_of_peak": update_gflops / peak,
+    });
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
