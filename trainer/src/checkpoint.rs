@@ -1,7 +1,7 @@
 //! Checkpoints: `checkpoints/step-N/` holds the model (burnpack, ParamIds kept so optimiser
 //! state matches), the optimiser state and `state.json` (step, metrics so far). Written to a
-//! temporary folder, renamed into place, then the `latest` marker is replaced: a run killed at
-//! any moment leaves the previous checkpoint whole.
+//! temporary folder, renamed into place, then the `latest` marker (for people) is replaced: a run
+//! killed at any moment leaves the previous checkpoint whole.
 
 use crate::metrics_log::Row;
 use burn::optim::ModuleOptimizer;
@@ -37,12 +37,21 @@ pub fn save(run_dir: &Path, model: &CausalLm, optim: &ModuleOptimizer, state: &S
     Ok(dir)
 }
 
-/// The checkpoint `latest` names, if any.
+/// The newest whole checkpoint: the highest `step-N` folder with its `state.json` (folders are
+/// renamed into place only when complete, so a run killed at any moment, even before the
+/// `latest` marker was rewritten, resumes from the newest checkpoint it finished).
 pub fn latest(run_dir: &Path) -> Option<PathBuf> {
     let root = run_dir.join("checkpoints");
-    let name = std::fs::read_to_string(root.join("latest")).ok()?;
-    let dir = root.join(name.trim());
-    dir.join("state.json").is_file().then_some(dir)
+    std::fs::read_dir(&root)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step: u64 = name.strip_prefix("step-")?.parse().ok()?;
+            e.path().join("state.json").is_file().then_some((step, e.path()))
+        })
+        .max_by_key(|(step, _)| *step)
+        .map(|(_, dir)| dir)
 }
 
 /// Restores model weights (and ParamIds), optimiser state and [`State`] from `dir`.

@@ -95,11 +95,14 @@ pub struct DataSection {
     pub context_window: usize,
     /// Prompt token budget; oldest turns are dropped to fit (default 256).
     pub max_prompt_tokens: usize,
+    /// Train on the first n targets of the seeded shuffle, 0 = all (default 0): an epoch is then
+    /// n / prompts_per_step steps, and the prompts cycle.
+    pub train_limit: usize,
 }
 
 impl Default for DataSection {
     fn default() -> Self {
-        Self { dataset: Dataset::Meld, path: None, context_window: 8, max_prompt_tokens: 256 }
+        Self { dataset: Dataset::Meld, path: None, context_window: 8, max_prompt_tokens: 256, train_limit: 0 }
     }
 }
 

@@ -80,6 +80,9 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         bail!("{} has no labelled train utterances", corpus.dataset);
     }
     train_targets.shuffle(&mut rand::rngs::StdRng::seed_from_u64(config.seed));
+    if config.data.train_limit > 0 {
+        train_targets.truncate(config.data.train_limit);
+    }
     let needed = (g.max_steps * g.prompts_per_step).min(train_targets.len());
     let make = |targets: &[selfemo_datasets::Target]| {
         prompts(&corpus, targets, &config.prompt, config.data.context_window, config.data.max_prompt_tokens, &tokenizer)

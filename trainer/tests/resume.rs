@@ -7,10 +7,15 @@ use selfemo_trainer::run::{TrainOptions, train};
 use std::path::Path;
 
 fn config(dir: &Path, name: &str) -> Option<RunConfig> {
+    config_with(dir, name, "")
+}
+
+/// The tiny run, with `data` lines added to its [data] section.
+fn config_with(dir: &Path, name: &str, data: &str) -> Option<RunConfig> {
     selfemo_model::fetch::default_model_for_tests()?;
     let text = format!(
         "name = \"{name}\"\noutput_dir = \"{}\"\nseed = 3\n[model]\nmax_layers = 2\ntrainable = {{ kind = \"top_layers\", layers = 1 }}\n\
-         [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n\
+         [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n{data}\n\
          [grpo]\nnum_generations = 2\nprompts_per_step = 2\nmax_steps = 4\nmax_completion_length = 6\nlearning_rate = 1e-3\nsave_steps = 2\ntemperature = 1.5\n\
          [eval]\ndev_limit = 2\nmax_new_tokens = 4\n",
         dir.display()
@@ -51,4 +56,47 @@ fn resumed_run_equals_uninterrupted_run_bitwise() {
     }
     assert_eq!(weights(&a.run_dir), weights(&b.run_dir), "final weights bitwise equal");
     assert!(a.rows.iter().any(|r| r.values["grad_norm"] > 0.0), "the run trained");
+}
+
+#[test]
+fn resuming_on_an_epoch_boundary_trains_the_remaining_steps() {
+    // 4 train prompts, 2 per step: the checkpoint after step 2 closes the first epoch.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(straight) = config_with(dir.path(), "straight", "train_limit = 4") else { return };
+    let a = train(&straight, TrainOptions::default()).unwrap();
+    let split = config_with(dir.path(), "split", "train_limit = 4").unwrap();
+    train(&split, TrainOptions { stop_after: Some(2), ..Default::default() }).unwrap();
+    let b = train(&split, TrainOptions { resume: true, ..Default::default() }).unwrap();
+    assert_eq!(b.rows.len(), 4, "the second epoch ran after the resume");
+    assert!(b.dev_after.is_some());
+    assert_eq!(weights(&a.run_dir), weights(&b.run_dir), "final weights bitwise equal");
+}
+
+#[test]
+fn a_run_killed_during_a_checkpoint_write_resumes_from_the_previous_checkpoint() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut c) = config(dir.path(), "killed") else { return };
+    c.grpo.save_steps = 1;
+    let path = dir.path().join("killed.toml");
+    std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
+    let ckpt = c.run_dir().join("checkpoints");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_selfemo")).args(["train", path.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap();
+    // Wait for a write in progress after the first checkpoint exists, then SIGKILL the run.
+    let writing = || {
+        std::fs::read_dir(&ckpt).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".step-")))
+    };
+    let started = std::time::Instant::now();
+    while !(ckpt.join("step-1").is_dir() && writing()) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before a second checkpoint write was seen");
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint write seen");
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let newest = selfemo_trainer::checkpoint::latest(&c.run_dir()).expect("a whole checkpoint survives");
+    assert!(newest.join("model.bpk").is_file() && newest.join("optimizer.bpk").is_file(), "{}", newest.display());
+    let resumed = train(&c, TrainOptions { resume: true, ..Default::default() }).unwrap();
+    assert_eq!(resumed.rows.len(), 4);
+    assert!(resumed.dev_after.is_some());
 }
