@@ -5,7 +5,7 @@ use crate::config::{Architecture, ModelConfig};
 use crate::gguf::{Gguf, unpermute_rows};
 use crate::layers::{Attention, DecoderLayer, Mlp, Proj, RmsNorm};
 use crate::model::{CausalLm, Decoder, Embedding};
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::store::ModuleSnapshot;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use std::collections::HashMap;
@@ -252,11 +252,12 @@ fn to_f32(dtype: safetensors::Dtype, raw: &[u8]) -> Result<Vec<f32>, String> {
 }
 
 /// Writes `model.safetensors` (HF keys, `[out, in]`, f32 or bf16 as the params are) and
-/// `config.json` into `dir`, each through a temporary file and a rename.
+/// `config.json` into `dir`, each through a temporary file and a rename. LoRA adapters are
+/// merged into their weights first, so the folder is a plain dense checkpoint.
 pub fn export_hf(model: &CausalLm, config: &ModelConfig, dir: &Path) -> Result<(), LoadError> {
     std::fs::create_dir_all(dir).map_err(|e| LoadError::file(dir, format!("cannot create: {e}")))?;
     let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for t in model.collect(None, None, true) {
+    for t in model.clone().materialize().collect(None, None, true) {
         let (name, dtype, shape, _, bytes) = t.into_parts().map_err(|e| LoadError::file(dir, format!("cannot read a parameter: {e:?}")))?;
         let st_dtype = match dtype {
             DType::F32 => safetensors::Dtype::F32,

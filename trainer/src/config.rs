@@ -63,6 +63,25 @@ pub enum Trainable {
         /// How many of the last layers train.
         layers: usize,
     },
+    /// LoRA adapters W + (α/r)·AB on the `targets` projections of every layer (Hu et al.
+    /// 2021; B starts at 0 so the model is unchanged at step 0); everything else is frozen.
+    /// The HF export merges them into the weights.
+    Lora {
+        /// r.
+        rank: usize,
+        /// α (the adapter is scaled by α / r).
+        alpha: f64,
+        /// Projection names, HF style (default: every projection of attention and MLP).
+        #[serde(default = "default_lora_targets")]
+        targets: Vec<String>,
+    },
+}
+
+/// The projections LoRA can adapt.
+pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+fn default_lora_targets() -> Vec<String> {
+    LORA_TARGETS.iter().map(|s| s.to_string()).collect()
 }
 
 /// The policy.
@@ -273,8 +292,16 @@ impl RunConfig {
         finite("grpo.weight_decay", g.adamw.weight_decay, g.adamw.weight_decay >= 0.0)?;
         g.sampling().validate().map_err(|e| format!("grpo.{e}"))?;
         self.rewards.validate()?;
-        if let Trainable::TopLayers { layers: 0 } = self.model.trainable {
-            return Err("model.trainable.layers must be at least 1".into());
+        match &self.model.trainable {
+            Trainable::TopLayers { layers: 0 } => return Err("model.trainable.layers must be at least 1".into()),
+            Trainable::Lora { rank: 0, .. } => return Err("model.trainable.rank must be at least 1".into()),
+            Trainable::Lora { alpha, .. } => finite("model.trainable.alpha", *alpha, *alpha > 0.0)?,
+            _ => {}
+        }
+        if let Trainable::Lora { targets, .. } = &self.model.trainable {
+            if let Some(t) = targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+                return Err(format!("model.trainable.targets: unknown projection {t:?} (one of {})", LORA_TARGETS.join(", ")));
+            }
         }
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
         Ok(())
@@ -324,5 +351,15 @@ mod tests {
         assert!(err("name = \"x\"\ndevice = \"tpu\"").contains("device"));
         assert!(err("name = \"x\"\n[rewards]\nlambda = -1.0").contains("rewards.lambda"));
         assert!(err("[grpo]\nbeta = 0.1").contains("missing field `name`"));
+        assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 0, alpha = 16.0 }").contains("model.trainable.rank"));
+        assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0, targets = [\"qproj\"] }").contains("unknown projection \"qproj\""));
+        assert!(err("name = \"x\"\n[grpo]\ngradient_accumulation_steps = 0").contains("grpo.gradient_accumulation_steps"));
+    }
+
+    #[test]
+    fn lora_defaults_to_every_projection() {
+        let c: RunConfig = toml::from_str("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0 }").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.model.trainable, Trainable::Lora { rank: 8, alpha: 16.0, targets: LORA_TARGETS.iter().map(|s| s.to_string()).collect() });
     }
 }

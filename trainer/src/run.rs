@@ -9,7 +9,7 @@ use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
 use crate::recognition::{DevResult, RecognitionPrompt, dev_reward, evaluate, prompts};
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
+use burn::module::{Lora, Module, ParamGroup};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use selfemo_datasets::{Corpus, Split};
@@ -45,10 +45,22 @@ pub struct Outcome {
     pub rows: Vec<Row>,
 }
 
-/// Freezes what does not train.
-fn apply_trainable(model: CausalLm, trainable: &Trainable) -> CausalLm {
+/// Freezes what does not train (and attaches LoRA adapters, initialised from `seed`).
+pub fn apply_trainable(model: CausalLm, trainable: &Trainable, seed: u64) -> CausalLm {
     match trainable {
         Trainable::All => model,
+        Trainable::Lora { rank, alpha, targets } => {
+            let paths: Vec<String> = (0..model.num_layers())
+                .flat_map(|l| {
+                    targets.iter().map(move |t| {
+                        let block = if ["gate_proj", "up_proj", "down_proj"].contains(&t.as_str()) { "mlp" } else { "self_attn" };
+                        format!("model.layers.{l}.{block}.{t}.weight")
+                    })
+                })
+                .collect();
+            model.model.embed_tokens.weight.device().seed(seed);
+            model.apply_lora(Lora::new(*rank, *alpha).set_param_group(ParamGroup::from_paths(paths)))
+        }
         Trainable::TopLayers { layers } => {
             let mut m = model.freeze();
             let n = m.model.layers.len();
@@ -95,7 +107,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     let dev_prompts = make(&dev_targets);
 
     let reference = (g.beta > 0.0).then(|| model.valid());
-    let mut model = apply_trainable(model, &config.model.trainable);
+    let mut model = apply_trainable(model, &config.model.trainable, config.seed);
     let mut optim = g.adamw.build();
     let mut state = State { step: 0, rows: Vec::new() };
     if options.resume {

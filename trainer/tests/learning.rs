@@ -160,3 +160,50 @@ fn sft_loss_is_completion_cross_entropy_and_teaches_the_completion() {
     let last = loss(&model).into_scalar::<f32>() as f64;
     assert!(first > 2.0 && last < 0.1, "cross-entropy {first} -> {last}");
 }
+
+#[test]
+fn lora_trains_only_its_adapters_and_exports_merged_weights() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use selfemo_trainer::config::Trainable;
+    use selfemo_trainer::run::apply_trainable;
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
+    let device = Device::flex().autodiff();
+    let base = CausalLm::random(&config, 13, &device);
+    let trainable = Trainable::Lora { rank: 4, alpha: 8.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
+    let mut model = apply_trainable(base.clone(), &trainable, 1);
+    let ids = || Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2, 5, 3, 7], [1, 5]), &Device::flex());
+    let logits = |m: &CausalLm| m.valid().forward_logits(ids()).into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(logits(&model), logits(&base), "B = 0: adapters start as the identity");
+
+    let mut optim = AdamWSettings::default().build();
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 1, ..Default::default() };
+    let settings = settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 1, 1);
+    for step in 0..5 {
+        let mut groups = rollout(&model.valid(), &prompts(step), 8, &sampling, 7, step as u64, &[], 0);
+        score(&mut groups);
+        let (m, stats) = update(model, None, &mut optim, &groups, &settings, 1e-2);
+        model = m;
+        stats.unwrap();
+    }
+    let weight = |m: &CausalLm, f: fn(&CausalLm) -> Tensor<2>| f(m).into_data().try_to_vec::<f32>().unwrap();
+    // Targeted projections moved (through their adapters); the others did not.
+    assert_ne!(weight(&model, |m| m.model.layers[0].self_attn.q_proj.weight.val()), weight(&base, |m| m.model.layers[0].self_attn.q_proj.weight.val()));
+    assert_eq!(weight(&model, |m| m.model.layers[0].self_attn.k_proj.weight.val()), weight(&base, |m| m.model.layers[0].self_attn.k_proj.weight.val()));
+    assert_eq!(weight(&model, |m| m.model.embed_tokens.weight.val()), weight(&base, |m| m.model.embed_tokens.weight.val()));
+
+    // A checkpoint keeps the adapters: restored into a freshly adapted base, same logits.
+    let run = tempfile::tempdir().unwrap();
+    let state = selfemo_trainer::checkpoint::State { step: 5, rows: Vec::new() };
+    let saved = selfemo_trainer::checkpoint::save(run.path(), &model, &optim, &state).unwrap();
+    let fresh = apply_trainable(base.clone(), &trainable, 2);
+    let (restored, _, _) = selfemo_trainer::checkpoint::load(&saved, fresh, AdamWSettings::default().build()).unwrap();
+    assert_eq!(logits(&restored), logits(&model), "adapters restored from the checkpoint");
+
+    let dir = tempfile::tempdir().unwrap();
+    selfemo_model::weights::export_hf(&model.valid(), &config, dir.path()).unwrap();
+    let (back, _) = selfemo_model::weights::load_hf(dir.path(), burn::tensor::DType::F32, None, &Device::flex()).unwrap();
+    let (a, b) = (logits(&model), back.forward_logits(ids()).into_data().try_to_vec::<f32>().unwrap());
+    let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(gap < 1e-5, "exported (merged) model differs from the adapted one by {gap}");
+    assert_ne!(a, logits(&base), "training changed the model");
+}
