@@ -43,6 +43,31 @@ pub struct RunConfig {
     /// Dev evaluation.
     #[serde(default)]
     pub eval: EvalSection,
+    /// Optional SFT warm start before SELF-GRPO.
+    #[serde(default)]
+    pub warm_start: WarmStartSection,
+}
+
+/// SFT warm start on train targets before SELF-GRPO: the completion closes the recogniser's
+/// reply with the gold label (`{gold}</answer>` and the end-of-turn token), so a small policy
+/// learns the output contract and the label vocabulary before it is rewarded for them.
+/// Needs a `prompt.reply_prefix` that ends with `<answer>` (the thought is given in the prompt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarmStartSection {
+    /// SFT optimiser steps, 0 = no warm start (default 0).
+    pub steps: usize,
+    /// Examples per step, taken in order from a seeded shuffle of the train targets that
+    /// SELF-GRPO does not use (default 8).
+    pub batch_size: usize,
+    /// Constant learning rate (default 1e-4).
+    pub learning_rate: f64,
+}
+
+impl Default for WarmStartSection {
+    fn default() -> Self {
+        Self { steps: 0, batch_size: 8, learning_rate: 1e-4 }
+    }
 }
 
 fn default_output_dir() -> PathBuf {
@@ -270,6 +295,7 @@ impl RunConfig {
             ("grpo.gradient_accumulation_steps", g.gradient_accumulation_steps),
             ("grpo.max_completion_length", g.max_completion_length),
             ("grpo.save_steps", g.save_steps),
+            ("warm_start.batch_size", self.warm_start.batch_size),
             ("eval.batch_size", self.eval.batch_size),
             ("data.max_prompt_tokens", self.data.max_prompt_tokens),
         ];
@@ -291,6 +317,10 @@ impl RunConfig {
         finite("grpo.adam_epsilon", g.adamw.adam_epsilon, g.adamw.adam_epsilon > 0.0)?;
         finite("grpo.weight_decay", g.adamw.weight_decay, g.adamw.weight_decay >= 0.0)?;
         g.sampling().validate().map_err(|e| format!("grpo.{e}"))?;
+        finite("warm_start.learning_rate", self.warm_start.learning_rate, self.warm_start.learning_rate > 0.0)?;
+        if self.warm_start.steps > 0 && !self.prompt.reply_prefix.trim_end().ends_with("<answer>") {
+            return Err(format!("warm_start needs prompt.reply_prefix to end with <answer>, got {:?}", self.prompt.reply_prefix));
+        }
         self.rewards.validate()?;
         match &self.model.trainable {
             Trainable::TopLayers { layers: 0 } => return Err("model.trainable.layers must be at least 1".into()),
@@ -354,6 +384,7 @@ mod tests {
         assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 0, alpha = 16.0 }").contains("model.trainable.rank"));
         assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0, targets = [\"qproj\"] }").contains("unknown projection \"qproj\""));
         assert!(err("name = \"x\"\n[grpo]\ngradient_accumulation_steps = 0").contains("grpo.gradient_accumulation_steps"));
+        assert!(err("name = \"x\"\n[warm_start]\nsteps = 4").contains("warm_start needs prompt.reply_prefix to end with <answer>"));
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod plots;
 pub mod recognition;
 pub mod run;
 pub mod scores;
+pub mod warm_start;

@@ -7,6 +7,7 @@ use crate::grpo::{Group, rollout, update};
 use crate::metrics_log::{self, Row};
 use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
+use crate::warm_start::warm_start;
 use crate::recognition::{DevResult, RecognitionPrompt, dev_reward, evaluate, prompts};
 use anyhow::{Context, Result, bail};
 use burn::module::{Lora, Module, ParamGroup};
@@ -135,6 +136,18 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         print_dev("before", &dev_before);
     }
 
+    if state.step == 0 && config.warm_start.steps > 0 {
+        let ws = &config.warm_start;
+        let unused = &train_targets[needed.min(train_targets.len() - 1)..];
+        let examples = make(&unused[..(ws.steps * ws.batch_size).min(unused.len())]);
+        let (m, losses) = warm_start(model, &mut g.adamw.build(), &examples, &tokenizer, ws)?;
+        model = m;
+        let (first, last) = (losses.first().copied().unwrap_or(0.0), losses.last().copied().unwrap_or(0.0));
+        writeln!(events, "warm start: {} SFT steps on {} examples, loss {first:.4} -> {last:.4}", losses.len(), examples.len())?;
+        if options.verbose {
+            println!("warm start: {} SFT steps on {} examples, loss {first:.4} -> {last:.4}", losses.len(), examples.len());
+        }
+    }
     let settings = g.update_settings(tokenizer.pad_id);
     let last = options.stop_after.map_or(g.max_steps as u64, |s| s.min(g.max_steps as u64));
     let bar = if options.verbose { indicatif::ProgressBar::new(g.max_steps as u64) } else { indicatif::ProgressBar::hidden() };
