@@ -181,6 +181,9 @@ pub struct GrpoSection {
     /// Micro-batches per optimiser step, their gradients summed (default 1): the same step
     /// with less memory.
     pub gradient_accumulation_steps: usize,
+    /// Groups whose rewards are all equal: keep (zero advantage, TRL) or drop (out of the loss,
+    /// DAPO's filter without refilling) (default keep).
+    pub degenerate_groups: crate::grpo::DegenerateGroups,
     /// Most tokens per completion (default 48).
     pub max_completion_length: usize,
     /// Leave completions cut at the length limit out of the loss (default false; DAPO: true).
@@ -216,6 +219,7 @@ impl Default for GrpoSection {
             loss_type: LossType::Dapo,
             num_iterations: 1,
             gradient_accumulation_steps: 1,
+            degenerate_groups: crate::grpo::DegenerateGroups::Keep,
             max_completion_length: 48,
             mask_truncated_completions: false,
             temperature: 1.0,
@@ -247,6 +251,7 @@ impl GrpoSection {
             max_grad_norm: self.max_grad_norm,
             num_iterations: self.num_iterations,
             gradient_accumulation_steps: self.gradient_accumulation_steps,
+            degenerate_groups: self.degenerate_groups,
             pad,
         }
     }

@@ -101,11 +101,25 @@ pub struct UpdateSettings {
     pub max_grad_norm: f64,
     /// μ: optimiser steps per rollout batch.
     pub num_iterations: usize,
+    /// What groups whose rewards are all equal do.
+    pub degenerate_groups: DegenerateGroups,
     /// Micro-batches whose gradients are summed before each optimiser step (memory, not maths:
     /// the token weights are those of the whole batch, so the step is the same).
     pub gradient_accumulation_steps: usize,
     /// Pad id.
     pub pad: u32,
+}
+
+/// What a group whose rewards are all equal (no learning signal) does in the update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DegenerateGroups {
+    /// Kept with zero advantage: its tokens still count in the loss normaliser (TRL).
+    #[default]
+    Keep,
+    /// Left out of the loss, so it does not dilute the others (DAPO's dynamic-sampling filter,
+    /// without refilling the batch).
+    Drop,
 }
 
 /// What an update measured, per TRL's metric names where they exist.
@@ -149,8 +163,13 @@ pub fn update(
         Ok(a) => a,
         Err(_) => return (model, Err(NonFinite { what: "reward", value: f64::NAN, step: 0 })),
     };
-    let samples: Vec<(&Group, &Sample, f64)> =
-        groups.iter().zip(&adv).flat_map(|(g, a)| g.samples.iter().zip(&a.values).map(move |(s, v)| (g, s, *v))).collect();
+    let drop = settings.degenerate_groups == DegenerateGroups::Drop;
+    let samples: Vec<(&Group, &Sample, f64)> = groups
+        .iter()
+        .zip(&adv)
+        .filter(|(_, a)| !(drop && a.degenerate))
+        .flat_map(|(g, a)| g.samples.iter().zip(&a.values).map(move |(s, v)| (g, s, *v)))
+        .collect();
     let prompts: Vec<Vec<u32>> = samples.iter().map(|(g, _, _)| g.prompt.clone()).collect();
     let completions: Vec<Vec<u32>> = samples.iter().map(|(_, s, _)| s.completion.clone()).collect();
     let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();

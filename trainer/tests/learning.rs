@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig};
 use selfemo_rewards::ScaleRewards;
-use selfemo_trainer::grpo::{Group, UpdateSettings, rollout, update};
+use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::optim::AdamWSettings;
 
@@ -42,6 +42,7 @@ fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_i
         max_grad_norm: 1.0,
         num_iterations,
         gradient_accumulation_steps: 1,
+        degenerate_groups: DegenerateGroups::Keep,
         pad: 0,
     }
 }
@@ -206,4 +207,30 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
     let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(gap < 1e-5, "exported (merged) model differs from the adapted one by {gap}");
     assert_ne!(a, logits(&base), "training changed the model");
+}
+
+#[test]
+fn dropped_degenerate_groups_leave_the_loss_as_if_absent() {
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
+    let device = Device::flex().autodiff();
+    let model = CausalLm::random(&config, 4, &device);
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
+    let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 2, 0, &[], 0);
+    for (i, g) in groups.iter_mut().enumerate() {
+        for (j, s) in g.samples.iter_mut().enumerate() {
+            s.reward = if i % 2 == 0 { 1.0 } else { j as f64 }; // groups 0 and 2 are degenerate
+        }
+    }
+    let informative: Vec<Group> = groups.iter().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, g)| g.clone()).collect();
+    let base = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Dapo, 3, 1);
+    let run = |groups: &[Group], policy: DegenerateGroups| {
+        let settings = UpdateSettings { degenerate_groups: policy, ..base.clone() };
+        let (_, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), groups, &settings, 1e-2);
+        stats.unwrap()
+    };
+    let (dropped, absent, kept) = (run(&groups, DegenerateGroups::Drop), run(&informative, DegenerateGroups::Keep), run(&groups, DegenerateGroups::Keep));
+    assert_eq!(dropped.loss, absent.loss);
+    assert_eq!(dropped.grad_norm, absent.grad_norm);
+    assert!(kept.grad_norm < dropped.grad_norm, "kept zero-advantage tokens dilute the token mean: {} vs {}", kept.grad_norm, dropped.grad_norm);
+    assert_eq!(dropped.frac_reward_zero_std, 0.5, "still reported");
 }
