@@ -18,6 +18,8 @@ pub struct Sample {
     pub truncated: bool,
     /// Total reward r_i.
     pub reward: f64,
+    /// Group consistency C_i: the tie-breaker when every r_i of the group is equal.
+    pub consistency: f64,
 }
 
 /// A prompt and its G samples: the unit advantages are computed over. Never parallel arrays.
@@ -73,7 +75,7 @@ pub fn rollout(
             samples: (0..num_generations)
                 .map(|_| {
                     let g = gens.next().expect("one generation per sample");
-                    Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, reward: 0.0 }
+                    Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, reward: 0.0, consistency: 0.0 }
                 })
                 .collect(),
         })
@@ -120,6 +122,12 @@ pub enum DegenerateGroups {
     /// Left out of the loss, so it does not dilute the others (DAPO's dynamic-sampling filter,
     /// without refilling the batch).
     Drop,
+    /// Replaced before the update by groups of fresh prompts, one round (DAPO's dynamic
+    /// sampling); groups still degenerate after it are dropped. The run does the refill.
+    Resample,
+    /// Advantages from the group-consistency values C_i instead (the tie-breaker); a group
+    /// whose C_i are equal too keeps zero advantage.
+    Consistency,
 }
 
 /// What an update measured, per TRL's metric names where they exist.
@@ -159,11 +167,22 @@ pub fn update(
     lr: f64,
 ) -> (CausalLm, Result<UpdateStats, NonFinite>) {
     let rewards: Vec<Vec<f64>> = groups.iter().map(|g| g.samples.iter().map(|s| s.reward).collect()).collect();
-    let adv = match advantages(&rewards, settings.scale_rewards, settings.advantage_epsilon) {
+    let mut adv = match advantages(&rewards, settings.scale_rewards, settings.advantage_epsilon) {
         Ok(a) => a,
         Err(_) => return (model, Err(NonFinite { what: "reward", value: f64::NAN, step: 0 })),
     };
-    let drop = settings.degenerate_groups == DegenerateGroups::Drop;
+    let frac_reward_zero_std = adv.iter().filter(|a| a.degenerate).count() as f64 / adv.len().max(1) as f64;
+    if settings.degenerate_groups == DegenerateGroups::Consistency {
+        for (a, g) in adv.iter_mut().zip(groups) {
+            if a.degenerate {
+                let c: Vec<f64> = g.samples.iter().map(|s| s.consistency).collect();
+                if let Ok(mut tie) = advantages(&[c], ScaleRewards::Group, settings.advantage_epsilon) {
+                    *a = tie.remove(0);
+                }
+            }
+        }
+    }
+    let drop = matches!(settings.degenerate_groups, DegenerateGroups::Drop | DegenerateGroups::Resample);
     let samples: Vec<(&Group, &Sample, f64)> = groups
         .iter()
         .zip(&adv)
@@ -174,6 +193,10 @@ pub fn update(
     let completions: Vec<Vec<u32>> = samples.iter().map(|(_, s, _)| s.completion.clone()).collect();
     let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
     let included: Vec<bool> = samples.iter().map(|(_, s, _)| !(settings.mask_truncated_completions && s.truncated)).collect();
+    if completions.iter().all(Vec::is_empty) {
+        // Nothing to learn from (every group dropped, or empty completions): no step.
+        return (model, Ok(UpdateStats { frac_reward_zero_std, ..Default::default() }));
+    }
     let ref_logprobs = match (reference, settings.clip.beta > 0.0) {
         (Some(r), true) => {
             let lp = completion_logprobs(r, &prompts, &completions, settings.pad, settings.temperature);
@@ -188,12 +211,9 @@ pub fn update(
         weights: settings.loss_type.token_weights(&lengths, &included, settings.max_completion_length).into_iter().map(|w| w as f32).collect(),
     };
     let mut stats = UpdateStats {
-        frac_reward_zero_std: adv.iter().filter(|a| a.degenerate).count() as f64 / adv.len().max(1) as f64,
+        frac_reward_zero_std,
         ..Default::default()
     };
-    if batch.old_logprobs.is_empty() {
-        return (model, Ok(stats));
-    }
     // Micro-batches: consecutive samples, as even as possible, and their token ranges.
     let parts = settings.gradient_accumulation_steps.clamp(1, samples.len().max(1));
     let bounds: Vec<usize> = (0..=parts).map(|i| i * samples.len() / parts).collect();

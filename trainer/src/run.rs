@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{self, State};
 use crate::config::{RunConfig, Trainable};
-use crate::grpo::{Group, rollout, update};
+use crate::grpo::{DegenerateGroups, Group, rollout, update};
 use crate::metrics_log::{self, Row};
 use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
@@ -101,6 +101,8 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         prompts(&corpus, targets, &config.prompt, config.data.context_window, config.data.max_prompt_tokens, &tokenizer)
     };
     let train_prompts = make(&train_targets[..needed]);
+    // Fresh prompts for dynamic sampling: the targets after those the steps use.
+    let reserve = if g.degenerate_groups == DegenerateGroups::Resample { make(&train_targets[needed..(2 * needed).min(train_targets.len())]) } else { Vec::new() };
     let mut dev_targets = corpus.targets(Split::Dev);
     if config.eval.dev_limit > 0 {
         dev_targets.truncate(config.eval.dev_limit);
@@ -166,6 +168,12 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         let generate_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let (components, sample_text) = score(&mut groups, &batch, &corpus, &tokenizer, config);
+        if !reserve.is_empty() {
+            let n = resample_degenerate(&mut groups, step, &reserve, needed, &model.valid(), &corpus, &tokenizer, config);
+            if n > 0 {
+                writeln!(events, "step {}: resampled {n} degenerate groups", step + 1)?;
+            }
+        }
         let score_s = t1.elapsed().as_secs_f64();
         let lr = learning_rate(step as usize, g.max_steps, g.warmup_steps, g.learning_rate, g.min_lr_ratio);
         let t2 = Instant::now();
@@ -263,6 +271,7 @@ pub fn score(
         let scored = score_recognition_group(&refs, &[prompt.gold], corpus.dataset.labels(), &config.rewards, None);
         for (s, (_, b)) in group.samples.iter_mut().zip(&scored) {
             s.reward = b.total;
+            s.consistency = b.consistency.unwrap_or(0.0);
             for (name, v) in b.components() {
                 let e = sums.entry(name).or_default();
                 e.0 += v;
@@ -296,4 +305,40 @@ fn plot_curves(run_dir: &std::path::Path, rows: &[Row]) -> Result<()> {
 fn print_dev(when: &str, r: &DevResult) {
     let s = &r.report;
     println!("dev {when}: reward {:.4}  accuracy {:.4}  weighted F1 {:.4}  invalid {:.3}", r.reward, s.accuracy, s.weighted_f1, s.invalid_rate);
+}
+
+/// Dynamic sampling: each group whose rewards are all equal is replaced by a group of a fresh
+/// prompt from `reserve` (one round; ids after the `first_id` run prompts, so seeds differ).
+/// Returns how many were replaced.
+#[allow(clippy::too_many_arguments)]
+fn resample_degenerate(
+    groups: &mut [Group],
+    step: u64,
+    reserve: &[RecognitionPrompt],
+    first_id: usize,
+    policy: &CausalLm,
+    corpus: &Corpus,
+    tok: &TextTokenizer,
+    config: &RunConfig,
+) -> usize {
+    let equal = |g: &Group| g.samples.iter().all(|s| (s.reward - g.samples[0].reward).abs() <= 1e-12);
+    let stale: Vec<usize> = (0..groups.len()).filter(|i| equal(&groups[*i])).collect();
+    if stale.is_empty() {
+        return 0;
+    }
+    let batch: Vec<(usize, &RecognitionPrompt)> = (0..stale.len())
+        .map(|j| {
+            let k = (step as usize * config.grpo.prompts_per_step + j) % reserve.len();
+            (first_id + k, &reserve[k])
+        })
+        .collect();
+    let ids: Vec<(usize, Vec<u32>)> = batch.iter().map(|(k, p)| (*k, p.ids.clone())).collect();
+    let g = &config.grpo;
+    let mut fresh = rollout(policy, &ids, g.num_generations, &g.sampling(), config.seed, step, &tok.eos_ids, tok.pad_id);
+    score(&mut fresh, &batch, corpus, tok, config);
+    let n = stale.len();
+    for (i, group) in stale.into_iter().zip(fresh) {
+        groups[i] = group;
+    }
+    n
 }

@@ -234,3 +234,26 @@ fn dropped_degenerate_groups_leave_the_loss_as_if_absent() {
     assert!(kept.grad_norm < dropped.grad_norm, "kept zero-advantage tokens dilute the token mean: {} vs {}", kept.grad_norm, dropped.grad_norm);
     assert_eq!(dropped.frac_reward_zero_std, 0.5, "still reported");
 }
+
+#[test]
+fn group_consistency_breaks_ties_in_degenerate_groups() {
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
+    let device = Device::flex().autodiff();
+    let model = CausalLm::random(&config, 6, &device);
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
+    let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 8, 0, &[], 0);
+    for g in &mut groups {
+        for (j, s) in g.samples.iter_mut().enumerate() {
+            (s.reward, s.consistency) = (0.5, if j < 2 { 1.0 } else { 0.0 });
+        }
+    }
+    let base = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Dapo, 2, 1);
+    let run = |policy: DegenerateGroups| {
+        let settings = UpdateSettings { degenerate_groups: policy, ..base.clone() };
+        update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, 1e-2).1.unwrap()
+    };
+    let (kept, tie) = (run(DegenerateGroups::Keep), run(DegenerateGroups::Consistency));
+    assert_eq!(kept.grad_norm, 0.0, "equal rewards carry no signal");
+    assert!(tie.grad_norm > 0.0, "the consistency values do");
+    assert_eq!(tie.frac_reward_zero_std, 1.0, "the reward groups are still reported as degenerate");
+}

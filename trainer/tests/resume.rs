@@ -56,6 +56,7 @@ fn resumed_run_equals_uninterrupted_run_bitwise() {
     }
     assert_eq!(weights(&a.run_dir), weights(&b.run_dir), "final weights bitwise equal");
     assert!(a.rows.iter().any(|r| r.values["grad_norm"] > 0.0), "the run trained");
+
 }
 
 #[test]
@@ -99,4 +100,20 @@ fn a_run_killed_during_a_checkpoint_write_resumes_from_the_previous_checkpoint()
     let resumed = train(&c, TrainOptions { resume: true, ..Default::default() }).unwrap();
     assert_eq!(resumed.rows.len(), 4);
     assert!(resumed.dev_after.is_some());
+}
+
+#[test]
+fn dynamic_sampling_replaces_degenerate_groups_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let mut c = config(dir.path(), name)?;
+        c.grpo.degenerate_groups = selfemo_trainer::grpo::DegenerateGroups::Resample;
+        Some(train(&c, TrainOptions { stop_after: Some(2), ..Default::default() }).unwrap())
+    };
+    let Some(a) = run("resample-a") else { return };
+    let b = run("resample-b").unwrap();
+    let events = std::fs::read_to_string(a.run_dir.join("events.log")).unwrap();
+    assert!(events.contains("resampled"), "degenerate groups were replaced:\n{events}");
+    let strip = |r: &selfemo_trainer::metrics_log::Row| r.values.iter().filter(|(k, _)| !k.starts_with("timing/") && *k != "tokens_per_second").map(|(k, v)| (k.clone(), v.to_bits())).collect::<Vec<_>>();
+    assert_eq!(a.rows.iter().map(strip).collect::<Vec<_>>(), b.rows.iter().map(strip).collect::<Vec<_>>(), "same seed, same metrics");
 }
