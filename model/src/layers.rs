@@ -174,16 +174,21 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     /// x `[batch, seq, d]` → `[batch, seq, d]`. `steer` `[d]` is added to the attention output
-    /// at the last position when given.
+    /// at the last position when given; `tap` receives the attention output at the last
+    /// position, `[batch, d]` (before steering), when given.
     pub fn forward(
         &self,
         x: Tensor<3>,
         ctx: &AttentionContext,
         cache: Option<&mut LayerCache>,
         steer: Option<&Tensor<1>>,
+        tap: Option<&mut Vec<Tensor<2>>>,
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let mut attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), ctx, cache);
+        if let Some(tap) = tap {
+            tap.push(attn.clone().slice([0..b, t - 1..t, 0..d]).reshape([b, d]));
+        }
         if let Some(s) = steer {
             let last = attn.clone().slice([0..b, t - 1..t, 0..d]) + s.clone().unsqueeze::<3>();
             attn = attn.slice_assign([0..b, t - 1..t, 0..d], last);

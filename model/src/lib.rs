@@ -14,6 +14,7 @@ pub mod model;
 pub mod rope;
 pub mod sampling;
 pub mod score;
+pub mod steering;
 pub mod tokenizer;
 pub mod weights;
 
@@ -23,6 +24,7 @@ pub use generate::{Generation, generate};
 pub use model::{CausalLm, KvCache};
 pub use sampling::SamplingConfig;
 pub use score::completion_logprobs;
+pub use steering::EmotionVectors;
 pub use tokenizer::{Message, TextTokenizer};
 pub use weights::LoadError;
 
@@ -124,11 +126,12 @@ impl LoadedModel {
         weights::write_file(&dir.join("generation_config.json"), &serde_json::to_vec_pretty(&generation).expect("json serialises"))
     }
 
-    /// Generates replies to chat prompts (one per prompt), decoded without special tokens.
-    pub fn chat(&self, prompts: &[Vec<Message>], sampling: &SamplingConfig, seed: u64) -> Vec<(String, Generation)> {
+    /// Generates replies to chat prompts (one per prompt), decoded without special tokens;
+    /// `steer[l]` is added to layer l's attention output at the last position of every step.
+    pub fn chat(&self, prompts: &[Vec<Message>], sampling: &SamplingConfig, seed: u64, steer: Option<&[burn::tensor::Tensor<1>]>) -> Vec<(String, Generation)> {
         let ids: Vec<Vec<u32>> = prompts.iter().map(|m| self.tokenizer.encode(&self.tokenizer.chat_prompt(m))).collect();
         let seeds: Vec<u64> = (0..ids.len() as u64).map(|i| seed.wrapping_add(i)).collect();
-        generate(&self.model, &ids, sampling, &seeds, &self.tokenizer.eos_ids, self.tokenizer.pad_id, None)
+        generate(&self.model, &ids, sampling, &seeds, &self.tokenizer.eos_ids, self.tokenizer.pad_id, steer)
             .into_iter()
             .map(|g| (self.tokenizer.decode(&g.tokens, true), g))
             .collect()

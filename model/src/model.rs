@@ -92,6 +92,26 @@ impl CausalLm {
     /// With a cache, `tokens` continue the cached sequence and the cache grows by `seq`.
     /// `steer[l]` `[d]`, when given, is added to layer l's attention output at the last position.
     pub fn hidden(&self, tokens: Tensor<2, Int>, valid: &[Vec<bool>], cache: Option<&mut KvCache>, steer: Option<&[Tensor<1>]>) -> Tensor<3> {
+        self.hidden_tapped(tokens, valid, cache, steer, None)
+    }
+
+    /// Per layer, the attention block's output at the last position, `[batch, d]` each, for
+    /// left-padded `tokens` (no cache): what emotion vectors are built from.
+    pub fn attention_at_last(&self, tokens: Tensor<2, Int>, valid: &[Vec<bool>]) -> Vec<Tensor<2>> {
+        let mut tap = Vec::with_capacity(self.num_layers());
+        self.hidden_tapped(tokens, valid, None, None, Some(&mut tap));
+        tap
+    }
+
+    /// [`CausalLm::hidden`] that also hands each layer's last-position attention output to `tap`.
+    fn hidden_tapped(
+        &self,
+        tokens: Tensor<2, Int>,
+        valid: &[Vec<bool>],
+        cache: Option<&mut KvCache>,
+        steer: Option<&[Tensor<1>]>,
+        tap: Option<&mut Vec<Tensor<2>>>,
+    ) -> Tensor<3> {
         let [b, t] = tokens.dims();
         let device = tokens.device();
         let d = self.model.embed_tokens.weight.dims()[1];
@@ -118,7 +138,7 @@ impl CausalLm {
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let plain = past == 0 && valid.iter().all(|r| r.iter().all(|v| *v));
         let mask = (!plain).then(|| causal_padding_mask(&cache_ref.valid, past, t, heads, &device));
-        self.run_layers(x, &positions, mask, cache_ref, steer)
+        self.run_layers(x, &positions, mask, cache_ref, steer, tap)
     }
 
     /// Hidden states `[1, n, d]` of `tokens` that branch off row 0 of `cache` as a tree, in one
@@ -160,12 +180,20 @@ impl CausalLm {
         cache.valid[0].extend(std::iter::repeat_n(true, n));
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, past + n]), &device).expand([1, heads, n, past + n]);
-        self.run_layers(x, &[positions], Some(mask), &mut cache, None)
+        self.run_layers(x, &[positions], Some(mask), &mut cache, None, None)
     }
 
     /// The decoder layers and final norm over embedded `x` at `positions`, under `mask`
     /// (`None`: plain causal), growing `cache` when it has layers.
-    fn run_layers(&self, x: Tensor<3>, positions: &[Vec<usize>], mask: Option<Tensor<4, Bool>>, cache: &mut KvCache, steer: Option<&[Tensor<1>]>) -> Tensor<3> {
+    fn run_layers(
+        &self,
+        x: Tensor<3>,
+        positions: &[Vec<usize>],
+        mask: Option<Tensor<4, Bool>>,
+        cache: &mut KvCache,
+        steer: Option<&[Tensor<1>]>,
+        mut tap: Option<&mut Vec<Tensor<2>>>,
+    ) -> Tensor<3> {
         let device = x.device();
         let head_dim = self.model.layers.first().map_or(2, |l| l.self_attn.head_dim);
         let (cos, sin) = rope::tables(positions, head_dim, self.rope_theta, &device);
@@ -174,7 +202,7 @@ impl CausalLm {
         let mut x = x;
         for (l, layer) in self.model.layers.iter().enumerate() {
             let c = if use_cache { Some(&mut cache.layers[l]) } else { None };
-            x = layer.forward(x, &ctx, c, steer.and_then(|s| s.get(l)));
+            x = layer.forward(x, &ctx, c, steer.and_then(|s| s.get(l)), tap.as_deref_mut());
         }
         self.model.norm.forward(x)
     }

@@ -76,7 +76,7 @@ fn default_model_matches_the_reference() {
     assert_eq!(top5, [504, 60, 15319, 2219, 7026]);
     let got: Vec<f64> = top5.iter().map(|i| last[*i]).collect();
     assert!(max_diff(&got, &[25.325, 25.243, 24.942, 24.402, 24.315]) < 2e-2);
-    let (text, g) = m.chat(&[vec![Message::new("user", "What is the capital of France?")]], &SamplingConfig::greedy(20), 0).remove(0);
+    let (text, g) = m.chat(&[vec![Message::new("user", "What is the capital of France?")]], &SamplingConfig::greedy(20), 0, None).remove(0);
     assert_eq!(text, "The capital of France is Paris.");
     assert!(g.finished);
 }

@@ -48,19 +48,39 @@ pub fn fetch_model() -> Result<()> {
 
 /// Chats once with a model.
 pub fn generate(args: GenerateArgs) -> Result<()> {
+    generate_steered(args, None)
+}
+
+/// Chats once with a model, steered by a mixture `(emotion, α)` of the vectors in a file.
+pub fn generate_steered(args: GenerateArgs, steering: Option<(&std::path::Path, Vec<(String, f64)>)>) -> Result<()> {
     let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let sampling =
         SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, max_new_tokens: args.max_new_tokens };
     sampling.validate().map_err(anyhow::Error::msg)?;
     let loaded = LoadedModel::load(&ModelSource::parse(&args.model), LoadOptions::default(), &device)
         .with_context(|| format!("loading model {}", args.model))?;
+    let steer = match steering {
+        Some((path, mixture)) => {
+            let vectors = selfemo_model::EmotionVectors::load(path)?;
+            anyhow::ensure!(
+                vectors.num_layers() == loaded.model.num_layers(),
+                "{}: vectors for {} layers ({}), the model has {}",
+                path.display(),
+                vectors.num_layers(),
+                vectors.model,
+                loaded.model.num_layers()
+            );
+            Some(vectors.mix(&mixture, &device).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
     let mut chat = Vec::new();
     if let Some(s) = args.system {
         chat.push(Message::new("system", s));
     }
     chat.push(Message::new("user", args.prompt));
     let prompts = vec![chat; args.samples.max(1)];
-    for (i, (text, g)) in loaded.chat(&prompts, &sampling, args.seed).into_iter().enumerate() {
+    for (i, (text, g)) in loaded.chat(&prompts, &sampling, args.seed, steer.as_deref()).into_iter().enumerate() {
         if args.samples > 1 {
             println!("--- sample {i} ({} tokens, mean log-prob {:.3})", g.tokens.len(), g.logprobs.iter().sum::<f64>() / g.logprobs.len().max(1) as f64);
         }

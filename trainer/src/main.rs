@@ -5,6 +5,7 @@ mod bench_train;
 mod cli_data;
 mod cli_eval;
 mod cli_model;
+mod cli_steer;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ enum Command {
     FetchModel,
     /// Chat with a model: the default one, a GGUF, or an HF folder.
     Generate(cli_model::GenerateArgs),
+    /// Emotion vectors: extract them from a model, and chat steered by them.
+    #[command(subcommand)]
+    Steer(cli_steer::SteerCommand),
     /// Benchmarks, reported against the machine's matmul peak measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cli_eval::run(args),
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
+        Command::Steer(cmd) => cli_steer::run(cmd),
         Command::Bench(BenchCommand::Model(args)) => bench::bench_model(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train::bench_train(args),
     }
