@@ -15,6 +15,32 @@ pub enum SteerCommand {
     Extract(ExtractArgs),
     /// Chat with the model steered by Σ α_e EV_e (pairs of --emotion and --alpha).
     Generate(SteerGenerateArgs),
+    /// Expression consistency and fluency of steered replies for each emotion and α: a table,
+    /// JSON and two PNG plots.
+    Sweep(SweepArgs),
+}
+
+/// Options of `selfemo steer sweep`.
+#[derive(Args)]
+pub struct SweepArgs {
+    /// `default`, a .gguf file, or an HF folder (the model the vectors come from).
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// The vectors file from `selfemo steer extract`.
+    #[arg(long, default_value = "emotion-vectors.safetensors")]
+    pub vectors: PathBuf,
+    /// Emotions (MELD labels) to sweep.
+    #[arg(long, value_delimiter = ',', default_value = "joy,sadness,anger,fear,surprise,disgust")]
+    pub emotions: Vec<String>,
+    /// α values.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,4,6,8")]
+    pub alphas: Vec<f64>,
+    /// Tokens per reply.
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Folder for sweep.json, consistency.png and perplexity.png.
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
 }
 
 /// Options of `selfemo steer extract`.
@@ -68,10 +94,34 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             println!("wrote {} ({} emotions x {} layers, {} queries)", a.out.display(), vectors.emotions.len(), vectors.num_layers(), QUERIES.len());
             Ok(())
         }
+        SteerCommand::Sweep(a) => sweep(a),
         SteerCommand::Generate(a) => {
             anyhow::ensure!(a.emotion.len() == a.alpha.len(), "give one --alpha per --emotion ({} emotions, {} alphas)", a.emotion.len(), a.alpha.len());
             let mixture = a.emotion.into_iter().zip(a.alpha).collect();
             generate_steered(a.chat, Some((&a.vectors, mixture)))
         }
     }
+}
+
+fn sweep(a: SweepArgs) -> Result<()> {
+    use selfemo_trainer::plots::{Series, line_chart};
+    use selfemo_trainer::steer_sweep::{SWEEP_QUERIES, sweep};
+    let device = parse_device("cpu").map_err(anyhow::Error::msg)?;
+    let m = LoadedModel::load(&ModelSource::parse(&a.model), LoadOptions::default(), &device).context("loading the model")?;
+    let vectors = EmotionVectors::load(&a.vectors)?;
+    let rows = sweep(&m.model, &m.tokenizer, &vectors, &a.emotions, &a.alphas, &SWEEP_QUERIES, a.max_new_tokens)?;
+    println!("{:<10} {:>6} {:>12} {:>11}  example", "emotion", "alpha", "consistency", "perplexity");
+    for r in &rows {
+        let example: String = r.example.chars().take(60).collect();
+        println!("{:<10} {:>6.1} {:>12.3} {:>11.1}  {example:?}", r.emotion, r.alpha, r.consistency, r.perplexity);
+    }
+    std::fs::create_dir_all(&a.out_dir)?;
+    std::fs::write(a.out_dir.join("sweep.json"), serde_json::to_vec_pretty(&rows)?)?;
+    let series = |f: fn(&selfemo_trainer::steer_sweep::SweepRow) -> f64| -> Vec<Series> {
+        a.emotions.iter().map(|e| Series { name: e.clone(), points: rows.iter().filter(|r| &r.emotion == e).map(|r| (r.alpha, f(r))).collect() }).collect()
+    };
+    line_chart(&a.out_dir.join("consistency.png"), "expression consistency: recogniser agrees with e", "alpha", &series(|r| r.consistency))?;
+    line_chart(&a.out_dir.join("perplexity.png"), "fluency: perplexity of the reply under the unsteered model", "alpha", &series(|r| r.perplexity.ln()))?;
+    println!("wrote {}/sweep.json, consistency.png, perplexity.png (log perplexity)", a.out_dir.display());
+    Ok(())
 }

@@ -13,4 +13,5 @@ pub mod plots;
 pub mod recognition;
 pub mod run;
 pub mod scores;
+pub mod steer_sweep;
 pub mod warm_start;
