@@ -13,6 +13,8 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     /// Sampling-time log π(token) at the log-prob temperature, one per token.
     pub logprobs: Vec<f64>,
+    /// Entropy of the sampling-time distribution at each token (same temperature).
+    pub entropies: Vec<f64>,
     /// Whether an end-of-turn token ended it (false: cut at `max_new_tokens`).
     pub finished: bool,
 }
@@ -42,7 +44,7 @@ pub fn generate(
     steer: Option<&[Tensor<1>]>,
 ) -> Vec<Generation> {
     let b = prompts.len();
-    let mut out: Vec<Generation> = vec![Generation { tokens: Vec::new(), logprobs: Vec::new(), finished: false }; b];
+    let mut out: Vec<Generation> = vec![Generation { tokens: Vec::new(), logprobs: Vec::new(), entropies: Vec::new(), finished: false }; b];
     if b == 0 || config.max_new_tokens == 0 {
         return out;
     }
@@ -59,9 +61,10 @@ pub fn generate(
             if out[r].finished {
                 continue;
             }
-            let (t, lp) = sample(&logits[r * vocab..(r + 1) * vocab], config, &mut rngs[r]);
+            let (t, lp, h) = sample(&logits[r * vocab..(r + 1) * vocab], config, &mut rngs[r]);
             out[r].tokens.push(t);
             out[r].logprobs.push(lp);
+            out[r].entropies.push(h);
             out[r].finished = eos.contains(&t);
             next[r] = t as i64;
             live[r] = !out[r].finished;

@@ -53,11 +53,10 @@ pub fn log_softmax(logits: &[f32], t: f64) -> Vec<f64> {
     logits.iter().map(|x| (*x as f64 - max) / t - lse).collect()
 }
 
-/// Draws a token from `logits` (one row); returns (token, log-prob at the log-prob temperature).
-///
-/// The log-prob is of the full distribution at that temperature (no top-k/top-p truncation),
-/// the quantity the trainer recomputes with autodiff.
-pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut impl Rng) -> (u32, f64) {
+/// Draws a token from `logits` (one row); returns (token, log-prob, entropy), both of the full
+/// distribution at the log-prob temperature (no top-k/top-p truncation): the log-prob is the
+/// quantity the trainer recomputes with autodiff, the entropy H = −Σ p log p is TRL's `entropy`.
+pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut impl Rng) -> (u32, f64, f64) {
     let logp = log_softmax(logits, config.logprob_temperature());
     let token = if config.temperature <= 0.0 {
         argmax(&logp)
@@ -90,7 +89,8 @@ pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut impl Rng) -> (u
         }
         chosen
     };
-    (token as u32, logp[token])
+    let entropy = -logp.iter().map(|l| l.exp() * l).filter(|x| x.is_finite()).sum::<f64>();
+    (token as u32, logp[token], entropy)
 }
 
 /// Index of the largest value; the first on ties (as torch.argmax).
@@ -113,10 +113,20 @@ mod tests {
     fn greedy_picks_the_first_maximum() {
         let cfg = SamplingConfig::greedy(1);
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (t, lp) = sample(&[1.0, 3.0, 3.0, -1.0], &cfg, &mut rng);
+        let (t, lp, _) = sample(&[1.0, 3.0, 3.0, -1.0], &cfg, &mut rng);
         assert_eq!(t, 1);
         let expected = 3.0 - (1f64.exp() + 2.0 * 3f64.exp() + (-1f64).exp()).ln();
         assert!((lp - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn entropy_is_that_of_the_tempered_distribution() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let (_, _, uniform) = sample(&[0.5; 4], &SamplingConfig::default(), &mut rng);
+        assert!((uniform - 4f64.ln()).abs() < 1e-12, "uniform over 4: ln 4, got {uniform}");
+        let (_, _, h) = sample(&[0.0, 1.0], &SamplingConfig { temperature: 0.5, ..Default::default() }, &mut rng);
+        let p = 1.0 / (1.0 + 2f64.exp()); // softmax([0, 2]) at t = 0.5
+        assert!((h + p * p.ln() + (1.0 - p) * (1.0 - p).ln()).abs() < 1e-12, "{h}");
     }
 
     #[test]

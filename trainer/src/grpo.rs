@@ -14,6 +14,8 @@ pub struct Sample {
     pub completion: Vec<u32>,
     /// log π_old per token, from sampling time.
     pub old_logprobs: Vec<f64>,
+    /// Entropy of π_old per token, from sampling time.
+    pub entropies: Vec<f64>,
     /// Cut at max_completion_length without an end-of-turn token.
     pub truncated: bool,
     /// Total reward r_i.
@@ -75,7 +77,7 @@ pub fn rollout(
             samples: (0..num_generations)
                 .map(|_| {
                     let g = gens.next().expect("one generation per sample");
-                    Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, reward: 0.0, consistency: 0.0 }
+                    Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, entropies: g.entropies, reward: 0.0, consistency: 0.0 }
                 })
                 .collect(),
         })

@@ -198,6 +198,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             ("reward_std".into(), group_std),
             ("frac_reward_zero_std".into(), stats.frac_reward_zero_std),
             ("kl".into(), stats.loss_stats.kl),
+            ("entropy".into(), mean_std(&groups.iter().flat_map(|g| g.samples.iter().flat_map(|s| s.entropies.iter().copied())).collect::<Vec<_>>()).0),
             ("clip_ratio/low_mean".into(), stats.loss_stats.clip_low),
             ("clip_ratio/high_mean".into(), stats.loss_stats.clip_high),
             ("completions/mean_length".into(), mean_std(&lengths).0),

@@ -56,6 +56,14 @@ fn resumed_run_equals_uninterrupted_run_bitwise() {
     }
     assert_eq!(weights(&a.run_dir), weights(&b.run_dir), "final weights bitwise equal");
     assert!(a.rows.iter().any(|r| r.values["grad_norm"] > 0.0), "the run trained");
+    let trl = [
+        "loss", "reward", "reward_std", "rewards/format/mean", "frac_reward_zero_std", "kl", "entropy", "clip_ratio/low_mean",
+        "clip_ratio/high_mean", "completions/mean_length", "completions/clipped_ratio", "grad_norm", "learning_rate",
+        "timing/generate", "timing/score", "timing/update", "tokens_per_second",
+    ];
+    let missing: Vec<&str> = trl.iter().copied().filter(|k| !a.rows[0].values.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "metrics.parquet lacks {missing:?}");
+    assert!(a.rows.iter().all(|r| r.values["entropy"] > 0.0), "sampling at temperature 1.5 has entropy");
 
 }
 
