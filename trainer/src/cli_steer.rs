@@ -38,7 +38,7 @@ pub struct SweepArgs {
     /// Tokens per reply.
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
-    /// Folder for sweep.json, consistency.png and perplexity.png.
+    /// Folder for sweep.json and the plots (consistency, p(e), log perplexity).
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
 }
@@ -110,10 +110,10 @@ fn sweep(a: SweepArgs) -> Result<()> {
     let m = LoadedModel::load(&ModelSource::parse(&a.model), LoadOptions::default(), &device).context("loading the model")?;
     let vectors = EmotionVectors::load(&a.vectors)?;
     let rows = sweep(&m.model, &m.tokenizer, &vectors, &a.emotions, &a.alphas, &SWEEP_QUERIES, a.max_new_tokens)?;
-    println!("{:<10} {:>6} {:>12} {:>11}  example", "emotion", "alpha", "consistency", "perplexity");
+    println!("{:<10} {:>6} {:>12} {:>9} {:>11}  example", "emotion", "alpha", "consistency", "p(e)", "perplexity");
     for r in &rows {
         let example: String = r.example.chars().take(60).collect();
-        println!("{:<10} {:>6.1} {:>12.3} {:>11.1}  {example:?}", r.emotion, r.alpha, r.consistency, r.perplexity);
+        println!("{:<10} {:>6.1} {:>12.3} {:>9.4} {:>11.1}  {example:?}", r.emotion, r.alpha, r.consistency, r.p_emotion, r.perplexity);
     }
     std::fs::create_dir_all(&a.out_dir)?;
     std::fs::write(a.out_dir.join("sweep.json"), serde_json::to_vec_pretty(&rows)?)?;
@@ -121,7 +121,8 @@ fn sweep(a: SweepArgs) -> Result<()> {
         a.emotions.iter().map(|e| Series { name: e.clone(), points: rows.iter().filter(|r| &r.emotion == e).map(|r| (r.alpha, f(r))).collect() }).collect()
     };
     line_chart(&a.out_dir.join("consistency.png"), "expression consistency: recogniser agrees with e", "alpha", &series(|r| r.consistency))?;
+    line_chart(&a.out_dir.join("p_emotion.png"), "recogniser probability of e (softmax over labels)", "alpha", &series(|r| r.p_emotion))?;
     line_chart(&a.out_dir.join("perplexity.png"), "fluency: perplexity of the reply under the unsteered model", "alpha", &series(|r| r.perplexity.ln()))?;
-    println!("wrote {}/sweep.json, consistency.png, perplexity.png (log perplexity)", a.out_dir.display());
+    println!("wrote {}/sweep.json, consistency.png, p_emotion.png, perplexity.png (log perplexity)", a.out_dir.display());
     Ok(())
 }

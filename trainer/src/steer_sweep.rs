@@ -32,6 +32,9 @@ pub struct SweepRow {
     pub alpha: f64,
     /// Share of replies the recogniser labels e.
     pub consistency: f64,
+    /// Mean recogniser probability of e among the labels (softmax over the label scores): a
+    /// graded reading of the same agreement, which moves even when the argmax does not.
+    pub p_emotion: f64,
     /// exp of the mean negative log-prob of the reply tokens under the unsteered policy.
     pub perplexity: f64,
     /// The first reply, for reading.
@@ -77,15 +80,24 @@ pub fn sweep(
             let corpus = Corpus { dataset: Dataset::Meld, dialogues };
             let targets: Vec<Target> = (0..queries.len()).map(|d| Target { dialogue: d, turn: 1 }).collect();
             let scores = score_targets(model, tok, &ScorePrompt::default(), &corpus, &targets, 1, 512, 16, &mut |_| ());
-            let agree = scores.iter().filter(|s| argmax(s) == labels.emotions().position(|x| x == gold)).count();
+            let index = labels.emotions().position(|x| x == gold);
+            let agree = scores.iter().filter(|s| argmax(s) == index).count();
+            let p_emotion = scores.iter().map(|s| label_probability(s, index.unwrap_or(0))).sum::<f64>() / scores.len().max(1) as f64;
             // 2. fluency under the unsteered policy
             let tokens: Vec<Vec<u32>> = replies.iter().map(|g| g.tokens.clone()).collect();
             let lp = completion_logprobs(model, &prompts, &tokens, tok.pad_id, 1.0).into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let nll = -lp.iter().map(|x| *x as f64).sum::<f64>() / lp.len().max(1) as f64;
-            rows.push(SweepRow { emotion: e.clone(), alpha, consistency: agree as f64 / queries.len() as f64, perplexity: nll.exp(), example: texts[0].clone() });
+            rows.push(SweepRow { emotion: e.clone(), alpha, consistency: agree as f64 / queries.len() as f64, p_emotion, perplexity: nll.exp(), example: texts[0].clone() });
         }
     }
     Ok(rows)
+}
+
+/// softmax over the label log-probs, at label `k`.
+fn label_probability(scores: &[f64], k: usize) -> f64 {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+    (scores[k] - max).exp() / total
 }
 
 fn argmax(scores: &[f64]) -> Option<usize> {
