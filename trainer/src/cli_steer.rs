@@ -122,7 +122,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
     };
     line_chart(&a.out_dir.join("consistency.png"), "expression consistency: recogniser agrees with e", "alpha", &series(|r| r.consistency))?;
     line_chart(&a.out_dir.join("p_emotion.png"), "recogniser probability of e (softmax over labels)", "alpha", &series(|r| r.p_emotion))?;
-    line_chart(&a.out_dir.join("perplexity.png"), "fluency: perplexity of the reply under the unsteered model", "alpha", &series(|r| r.perplexity.ln()))?;
+    line_chart(&a.out_dir.join("perplexity.png"), "fluency: ln perplexity of the reply under the unsteered model", "alpha", &series(|r| r.perplexity.ln()))?;
     println!("wrote {}/sweep.json, consistency.png, p_emotion.png, perplexity.png (log perplexity)", a.out_dir.display());
     Ok(())
 }
