@@ -147,3 +147,78 @@ fn score_report(corpus: &selfemo_datasets::Corpus, targets: &[selfemo_datasets::
 fn stem(path: &std::path::Path) -> String {
     path.file_stem().map_or_else(|| "eval".into(), |s| s.to_string_lossy().into_owned())
 }
+
+/// Options of `selfemo probe hallucination`.
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// `default`, a .gguf file, or an HF folder.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Comma-separated datasets.
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli_data::parse_dataset, default_value = "meld")]
+    pub dataset: Vec<Dataset>,
+    /// IEMOCAP folder, when iemocap is listed.
+    #[arg(long)]
+    pub iemocap: Option<PathBuf>,
+    /// train, dev or test.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// First n targets only (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Past turns shown with the target.
+    #[arg(long, default_value_t = 20)]
+    pub context_window: usize,
+    /// Prompt token budget.
+    #[arg(long, default_value_t = 512)]
+    pub max_prompt_tokens: usize,
+    /// Questions per tree pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// cpu, cuda[:i] or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// JSON report.
+    #[arg(long, default_value = "hallucination.json")]
+    pub out: PathBuf,
+}
+
+/// The hallucination probe per dataset: a table and a JSON report.
+pub fn hallucination(args: ProbeArgs) -> Result<()> {
+    use selfemo_trainer::hallucination::{probe, report};
+    let split = Split::from_name(&args.split).with_context(|| format!("unknown split {:?}", args.split))?;
+    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let m = LoadedModel::load(&ModelSource::parse(&args.model), LoadOptions::default(), &device).context("loading the model")?;
+    let mut reports = serde_json::Map::new();
+    println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
+    for d in &args.dataset {
+        let path = if *d == Dataset::Iemocap { args.iemocap.as_deref() } else { None };
+        let corpus = selfemo_datasets::load(*d, path)?;
+        let mut targets = corpus.targets(split);
+        if args.limit > 0 {
+            targets.truncate(args.limit);
+        }
+        let started = Instant::now();
+        let bar = progress_bar(d.name(), targets.len());
+        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, args.context_window, args.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
+        bar.finish_and_clear();
+        let r = report(&answers);
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{:<10} {:>6} {:>7.4} {:>13.4} {:>6.4} {:>9.4} {:>6.4}",
+            d.name(),
+            r.pairs,
+            r.basic_accuracy,
+            r.hallucinated_accuracy,
+            r.pair_accuracy,
+            r.yes_bias,
+            r.false_positive_ratio
+        );
+        let mut value = serde_json::to_value(&r)?;
+        value["seconds"] = seconds.into();
+        reports.insert(d.name().to_string(), value);
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod checkpoint;
 pub mod grpo;
+pub mod hallucination;
 pub mod label_scoring;
 pub mod loss;
 pub mod metrics_log;

@@ -32,6 +32,9 @@ enum Command {
     },
     /// Greedy, strict recognition scores (accuracy, weighted F1) of a model on dataset splits.
     Eval(cli_eval::EvalArgs),
+    /// Probes of a model's emotion judgements.
+    #[command(subcommand)]
+    Probe(ProbeCommand),
     /// Download and verify the embedded default model (SmolLM2-135M-Instruct) into the cache.
     FetchModel,
     /// Chat with a model: the default one, a GGUF, or an HF folder.
@@ -42,6 +45,13 @@ enum Command {
     /// Benchmarks, reported against the machine's matmul peak measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ProbeCommand {
+    /// Yes/no questions per target about the gold label and a confusable one (EmotionHallucer):
+    /// basic, hallucinated and pair accuracy, yes-bias and false-positive ratio.
+    Hallucination(cli_eval::ProbeArgs),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => cli_eval::run(args),
+        Command::Probe(ProbeCommand::Hallucination(args)) => cli_eval::hallucination(args),
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
         Command::Steer(cmd) => cli_steer::run(cmd),

@@ -71,3 +71,21 @@ fn real_prompts_decode_to_the_chat_and_score_like_each_target_alone() {
     let gap = max_gap(&m.model, &lay, &queries, &mine);
     assert!(gap < 1e-4, "max |shared − alone| = {gap}");
 }
+
+#[test]
+fn the_hallucination_probe_answers_both_questions_of_every_target() {
+    use selfemo_trainer::hallucination::{probe, report};
+    let Some(gguf) = selfemo_model::fetch::default_model_for_tests() else { return };
+    let m = LoadedModel::load(&ModelSource::Gguf(gguf), LoadOptions { max_layers: Some(2), ..Default::default() }, &Device::flex()).unwrap();
+    let corpus = selfemo_datasets::load(Dataset::Emorynlp, None).unwrap();
+    let targets: Vec<_> = corpus.targets(Split::Dev).into_iter().take(6).collect();
+    let mut seen = 0;
+    let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, 4, 256, 3, &mut |k| seen += k);
+    assert_eq!((answers.len(), seen), (6, 6), "every EmoryNLP label has a confusable partner");
+    let r = report(&answers);
+    assert_eq!(r.pairs, 6);
+    assert!((r.yes_bias + 0.5 - (answers.iter().map(|a| a.gold as usize + a.confusable as usize).sum::<usize>() as f64 / 12.0)).abs() < 1e-12);
+    // the same questions asked one dialogue at a time give the same answers
+    let one_by_one: Vec<_> = targets.chunk_by(|a, b| a.dialogue == b.dialogue).flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, 4, 256, 1, &mut |_| ())).collect();
+    assert_eq!(one_by_one, answers);
+}
