@@ -167,6 +167,7 @@ pub struct GrpoSection {
     /// Final learning rate as a share of the peak, cosine decay (default 0.1).
     pub min_lr_ratio: f64,
     /// β, KL weight to the frozen reference (default 0.04, DeepSeekMath/TRL); 0 skips the reference.
+    /// The reference is the loaded model, before any warm start, so a resumed run has the same one.
     pub beta: f64,
     /// ε_lo of the ratio clip (default 0.2, PPO).
     pub epsilon: f64,
