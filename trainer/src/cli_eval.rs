@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use selfemo_datasets::{Dataset, Split};
+use selfemo_datasets::{Corpus, Dataset, Split, Target};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
 use selfemo_trainer::label_scoring::{ScorePrompt, score_targets};
@@ -21,9 +21,9 @@ pub enum Mode {
     Score,
 }
 
-/// Options of `selfemo eval`.
+/// What every evaluation reads: the model and the targets of some dataset splits.
 #[derive(Args)]
-pub struct EvalArgs {
+pub struct TargetArgs {
     /// `default`, a .gguf file, or an HF folder (a run's `final/`).
     #[arg(long, default_value = "default")]
     pub model: String,
@@ -33,9 +33,6 @@ pub struct EvalArgs {
     /// IEMOCAP folder, when iemocap is listed.
     #[arg(long)]
     pub iemocap: Option<PathBuf>,
-    /// generate (greedy, strict parse) or score (label log-probs).
-    #[arg(long, value_enum, default_value = "generate")]
-    pub mode: Mode,
     /// train, dev or test.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -48,6 +45,45 @@ pub struct EvalArgs {
     /// Prompt token budget.
     #[arg(long, default_value_t = 512)]
     pub max_prompt_tokens: usize,
+    /// cpu, cuda[:i] or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl TargetArgs {
+    /// The model, on the chosen device.
+    fn load_model(&self) -> Result<LoadedModel> {
+        let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
+        LoadedModel::load(&ModelSource::parse(&self.model), LoadOptions::default(), &device).context("loading the model")
+    }
+
+    /// Each dataset's corpus and its (limited) targets of the chosen split.
+    fn datasets(&self) -> Result<Vec<(Corpus, Vec<Target>)>> {
+        let split = Split::from_name(&self.split).with_context(|| format!("unknown split {:?}", self.split))?;
+        self.dataset
+            .iter()
+            .map(|d| {
+                let path = if *d == Dataset::Iemocap { self.iemocap.as_deref() } else { None };
+                let corpus = selfemo_datasets::load(*d, path)?;
+                let mut targets = corpus.targets(split);
+                if self.limit > 0 {
+                    targets.truncate(self.limit);
+                }
+                Ok((corpus, targets))
+            })
+            .collect()
+    }
+}
+
+/// Options of `selfemo eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Model and targets.
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// generate (greedy, strict parse) or score (label log-probs).
+    #[arg(long, value_enum, default_value = "generate")]
+    pub mode: Mode,
     /// Rows per batch (generate: prompts; score: targets branching off one prefix).
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -57,9 +93,6 @@ pub struct EvalArgs {
     /// A run config whose [prompt] templates to use (else the defaults).
     #[arg(long)]
     pub prompt_from: Option<PathBuf>,
-    /// cpu, cuda[:i] or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// JSON report.
     #[arg(long, default_value = "eval.json")]
     pub out: PathBuf,
@@ -67,34 +100,28 @@ pub struct EvalArgs {
 
 /// Evaluates and prints a table per dataset and the mean.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let split = Split::from_name(&args.split).with_context(|| format!("unknown split {:?}", args.split))?;
-    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let t = &args.targets;
     let template = match &args.prompt_from {
         Some(p) => selfemo_trainer::config::RunConfig::load(p).map_err(anyhow::Error::msg)?.prompt,
         None => RecogniserPrompt::default(),
     };
-    let m = LoadedModel::load(&ModelSource::parse(&args.model), LoadOptions::default(), &device).context("loading the model")?;
+    let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     let (mut acc, mut wf1) = (Vec::new(), Vec::new());
     println!("{:<10} {:>8} {:>10} {:>10} {:>9} {:>8}", "dataset", "targets", "accuracy", "W-F1", "macro-F1", "invalid");
-    for d in &args.dataset {
-        let path = if *d == Dataset::Iemocap { args.iemocap.as_deref() } else { None };
-        let corpus = selfemo_datasets::load(*d, path)?;
-        let mut targets = corpus.targets(split);
-        if args.limit > 0 {
-            targets.truncate(args.limit);
-        }
+    for (corpus, targets) in t.datasets()? {
+        let d = corpus.dataset;
         let started = Instant::now();
         let bar = progress_bar(d.name(), targets.len());
         let (r, n) = match args.mode {
             Mode::Generate => {
-                let ps = prompts(&corpus, &targets, &template, args.context_window, args.max_prompt_tokens, &m.tokenizer);
+                let ps = prompts(&corpus, &targets, &template, t.context_window, t.max_prompt_tokens, &m.tokenizer);
                 let (r, _) = evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, args.batch, &mut |k| bar.inc(k as u64));
                 (r, ps.len())
             }
             Mode::Score => {
                 let prompt = ScorePrompt::default();
-                let scores = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, args.context_window, args.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
+                let scores = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, t.context_window, t.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
                 (score_report(&corpus, &targets, &scores), targets.len())
             }
         };
@@ -106,7 +133,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         wf1.push(r.weighted_f1);
         let png = args.out.with_file_name(format!("{}-confusion-{}.png", stem(&args.out), d.name()));
         let labels: Vec<String> = r.per_class.iter().map(|c| c.label.clone()).collect();
-        let title = format!("{} {} ({} mode): W-F1 {:.3}", d.name(), args.split, format!("{:?}", args.mode).to_lowercase(), r.weighted_f1);
+        let title = format!("{} {} ({} mode): W-F1 {:.3}", d.name(), t.split, format!("{:?}", args.mode).to_lowercase(), r.weighted_f1);
         selfemo_trainer::plots::confusion_chart(&png, &title, &labels, &r.confusion)?;
         let mut value = serde_json::to_value(&r)?;
         value["targets"] = n.into();
@@ -114,7 +141,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         reports.insert(d.name().to_string(), value);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    if args.dataset.len() > 1 {
+    if t.dataset.len() > 1 {
         println!("{:<10} {:>8} {:>10.4} {:>10.4}", "mean", "", mean(&acc), mean(&wf1));
     }
     reports.insert("mean".into(), serde_json::json!({ "accuracy": mean(&acc), "weighted_f1": mean(&wf1) }));
@@ -133,7 +160,7 @@ fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
 }
 
 /// The report of score-mode predictions: the argmax label of each target (never invalid).
-fn score_report(corpus: &selfemo_datasets::Corpus, targets: &[selfemo_datasets::Target], scores: &[Vec<f64>]) -> Report {
+fn score_report(corpus: &Corpus, targets: &[Target], scores: &[Vec<f64>]) -> Report {
     let labels: Vec<&str> = corpus.dataset.labels().emotions().map(|e| e.name()).collect();
     let gold: Vec<&str> = targets.iter().map(|t| corpus.dialogues[t.dialogue].utterances[t.turn].label.map_or("", |l| l.name())).collect();
     let pred: Vec<Option<&str>> = scores
@@ -151,33 +178,12 @@ fn stem(path: &std::path::Path) -> String {
 /// Options of `selfemo probe hallucination`.
 #[derive(Args)]
 pub struct ProbeArgs {
-    /// `default`, a .gguf file, or an HF folder.
-    #[arg(long, default_value = "default")]
-    pub model: String,
-    /// Comma-separated datasets.
-    #[arg(long, value_delimiter = ',', value_parser = crate::cli_data::parse_dataset, default_value = "meld")]
-    pub dataset: Vec<Dataset>,
-    /// IEMOCAP folder, when iemocap is listed.
-    #[arg(long)]
-    pub iemocap: Option<PathBuf>,
-    /// train, dev or test.
-    #[arg(long, default_value = "test")]
-    pub split: String,
-    /// First n targets only (0 = all).
-    #[arg(long, default_value_t = 0)]
-    pub limit: usize,
-    /// Past turns shown with the target.
-    #[arg(long, default_value_t = 20)]
-    pub context_window: usize,
-    /// Prompt token budget.
-    #[arg(long, default_value_t = 512)]
-    pub max_prompt_tokens: usize,
+    /// Model and targets.
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Questions per tree pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// cpu, cuda[:i] or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// JSON report.
     #[arg(long, default_value = "hallucination.json")]
     pub out: PathBuf,
@@ -186,21 +192,15 @@ pub struct ProbeArgs {
 /// The hallucination probe per dataset: a table and a JSON report.
 pub fn hallucination(args: ProbeArgs) -> Result<()> {
     use selfemo_trainer::hallucination::{probe, report};
-    let split = Split::from_name(&args.split).with_context(|| format!("unknown split {:?}", args.split))?;
-    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let m = LoadedModel::load(&ModelSource::parse(&args.model), LoadOptions::default(), &device).context("loading the model")?;
+    let t = &args.targets;
+    let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
-    for d in &args.dataset {
-        let path = if *d == Dataset::Iemocap { args.iemocap.as_deref() } else { None };
-        let corpus = selfemo_datasets::load(*d, path)?;
-        let mut targets = corpus.targets(split);
-        if args.limit > 0 {
-            targets.truncate(args.limit);
-        }
+    for (corpus, targets) in t.datasets()? {
+        let d = corpus.dataset;
         let started = Instant::now();
         let bar = progress_bar(d.name(), targets.len());
-        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, args.context_window, args.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
+        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, t.context_window, t.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
         bar.finish_and_clear();
         let r = report(&answers);
         let seconds = started.elapsed().as_secs_f64();

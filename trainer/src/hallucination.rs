@@ -2,7 +2,7 @@
 //! "does the speaker feel X?" with X = gold (expect yes) and X = a confusable label (expect no),
 //! answered in score mode (the higher of log π(Yes) and log π(No) after the question).
 
-use crate::label_scoring::{ScorePrompt, ScoreQuery, header_cache, layout, score_dialogue};
+use crate::label_scoring::{HeaderCache, ScorePrompt, ScoreQuery, layout, score_dialogue};
 use selfemo_datasets::{Corpus, Dataset, Emotion, Target};
 use selfemo_model::{CausalLm, Message, TextTokenizer};
 use serde::Serialize;
@@ -103,7 +103,7 @@ pub fn probe(
     let prompt = ScorePrompt { question: QUESTION.into(), answer_prefix: String::new(), ..ScorePrompt::default() };
     let yes_no = [tok.encode("Yes"), tok.encode("No")];
     let mut out = Vec::with_capacity(targets.len());
-    let mut header: Option<(Vec<u32>, selfemo_model::KvCache)> = None;
+    let mut headers = HeaderCache::default();
     for same in targets.chunk_by(|a, b| a.dialogue == b.dialogue) {
         let d = same[0].dialogue;
         let golds: Vec<(usize, Emotion, &str)> = same
@@ -125,10 +125,7 @@ pub fn probe(
                 [gold.name(), *other].map(|e| ScoreQuery { turn: q.turn, start: q.start, suffix: suffix(tok, &prompt, speaker, e) })
             })
             .collect();
-        if header.as_ref().is_none_or(|(ids, _)| *ids != lay.header) {
-            header = Some((lay.header.clone(), header_cache(model, &lay.header)));
-        }
-        let scores = score_dialogue(model, &lay, &queries, &header.as_ref().expect("set above").1, rows);
+        let scores = score_dialogue(model, &lay, &queries, headers.get(model, &lay.header), rows);
         out.extend(scores.chunks(2).map(|pair| PairAnswer { gold: pair[0][0] > pair[0][1], confusable: pair[1][0] > pair[1][1] }));
         progress(same.len());
     }

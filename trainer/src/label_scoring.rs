@@ -143,6 +143,24 @@ pub fn score_dialogue(model: &CausalLm, layout: &TokenLayout, queries: &[ScoreQu
     out
 }
 
+/// The header's cache, run again only when the header changes (once per dataset in practice).
+#[derive(Default)]
+pub struct HeaderCache {
+    ids: Vec<u32>,
+    cache: Option<KvCache>,
+}
+
+impl HeaderCache {
+    /// The cache of `header`, reused when it is the header of the previous call.
+    pub fn get(&mut self, model: &CausalLm, header: &[u32]) -> &KvCache {
+        if self.cache.is_none() || self.ids != header {
+            self.ids = header.to_vec();
+            self.cache = Some(header_cache(model, header));
+        }
+        self.cache.as_ref().expect("set above")
+    }
+}
+
 /// Runs `header` once (batch 1): the cache every dialogue of a dataset starts from.
 pub fn header_cache(model: &CausalLm, header: &[u32]) -> KvCache {
     let mut cache = KvCache::new(model.num_layers(), 1);
@@ -221,14 +239,11 @@ pub fn score_targets(
     let mut out = vec![Vec::new(); targets.len()];
     let mut order: Vec<usize> = (0..targets.len()).collect();
     order.sort_by_key(|&i| (targets[i].dialogue, targets[i].turn));
-    let mut header: Option<(Vec<u32>, KvCache)> = None;
+    let mut headers = HeaderCache::default();
     for same in order.chunk_by(|a, b| targets[*a].dialogue == targets[*b].dialogue) {
         let turns: Vec<usize> = same.iter().map(|&i| targets[i].turn).collect();
         let (layout, queries) = layout(tok, prompt, corpus, targets[same[0]].dialogue, &turns, window, budget);
-        if header.as_ref().is_none_or(|(ids, _)| *ids != layout.header) {
-            header = Some((layout.header.clone(), header_cache(model, &layout.header)));
-        }
-        let cache = &header.as_ref().expect("set above").1;
+        let cache = headers.get(model, &layout.header);
         for (&i, s) in same.iter().zip(score_dialogue(model, &layout, &queries, cache, rows)) {
             out[i] = s;
         }

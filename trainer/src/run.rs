@@ -164,17 +164,19 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             .collect();
         let ids: Vec<(usize, Vec<u32>)> = batch.iter().map(|(k, p)| (*k, p.ids.clone())).collect();
         let t0 = Instant::now();
-        let mut groups = rollout(&model.valid(), &ids, g.num_generations, &g.sampling(), config.seed, step, &tokenizer.eos_ids, tokenizer.pad_id);
+        let policy = model.valid(); // π_old: rolls out, and refills degenerate groups
+        let mut groups = rollout(&policy, &ids, g.num_generations, &g.sampling(), config.seed, step, &tokenizer.eos_ids, tokenizer.pad_id);
         let generate_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let (components, sample_text) = score(&mut groups, &batch, &corpus, &tokenizer, config);
         if !reserve.is_empty() {
-            let n = resample_degenerate(&mut groups, step, &reserve, needed, &model.valid(), &corpus, &tokenizer, config);
+            let n = resample_degenerate(&mut groups, step, &reserve, needed, &policy, &corpus, &tokenizer, config);
             if n > 0 {
                 writeln!(events, "step {}: resampled {n} degenerate groups", step + 1)?;
             }
         }
         let score_s = t1.elapsed().as_secs_f64();
+        drop(policy);
         let lr = learning_rate(step as usize, g.max_steps, g.warmup_steps, g.learning_rate, g.min_lr_ratio);
         let t2 = Instant::now();
         let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, lr);
