@@ -63,9 +63,8 @@ fn bench_train_reports_every_phase_and_the_update_share_of_peak() {
     assert!(stdout.contains("rollout") && stdout.contains("update:"), "{stdout}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let seconds = &report["seconds"];
-    let step = seconds["step"].as_f64().unwrap();
-    let parts: f64 = ["rollout", "scoring", "update"].iter().map(|k| seconds[*k].as_f64().unwrap()).sum();
-    assert!(step > 0.0 && (step - parts).abs() < 1e-9, "{report}");
+    assert!(["rollout", "update"].iter().all(|k| seconds[*k].as_f64().unwrap() > 0.0), "both phases ran: {report}");
+    assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0, "{report}");
     let share = report["update_fraction_of_peak"].as_f64().unwrap();
     assert!(share > 0.0 && share < 1.5, "{report}");
 }
