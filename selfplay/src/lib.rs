@@ -1,6 +1,19 @@
-//! SELF-EMO self-play: the roles and their prompts. (Rollouts, re-recognition and the data
-//! flywheel build on these.)
+//! SELF-EMO self-play: one policy plays the recogniser and the responder; its rollouts are
+//! scored, re-recognised and filtered into the data flywheel that feeds the next iteration.
+//! Written against the [`Policy`] trait, so the logic is tested with a scripted fake.
 
+pub mod config;
+pub mod fake;
+pub mod flywheel;
+pub mod items;
+pub mod policy;
 pub mod prompts;
+pub mod rollout;
+pub mod store;
 
-pub use prompts::{FilledPrompt, RecogniserPrompt};
+pub use config::SelfPlayConfig;
+pub use flywheel::{FilterCounts, Flywheel, FlywheelConfig, FlywheelRow, Kind};
+pub use items::{ExpressionItem, RecognitionItem, source_name};
+pub use policy::{Completion, Policy, sample_seed};
+pub use prompts::{FilledPrompt, RecogniserPrompt, ResponderPrompt};
+pub use rollout::{ExpressionGroup, RecognitionGroup, Roles, recognise, respond};

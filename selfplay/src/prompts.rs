@@ -1,8 +1,9 @@
 //! Role prompts. The recogniser reads a context window and names the target turn's emotion
-//! under the output contract. Templates live in config with these defaults; `{labels}`,
-//! `{context}`, `{speaker}` and `{target}` are filled in.
+//! under the output contract; the responder writes the next turn as the next speaker,
+//! expressing a target emotion e*. Templates live in config with these defaults; `{labels}`,
+//! `{context}`, `{speaker}`, `{target}` and `{emotion}` are filled in.
 
-use selfemo_datasets::{ContextWindow, LabelSet};
+use selfemo_datasets::{ContextWindow, Emotion, LabelSet, Utterance};
 use serde::{Deserialize, Serialize};
 
 /// The recogniser's templates and the start of its reply.
@@ -43,14 +44,31 @@ pub struct FilledPrompt {
     pub reply_prefix: String,
 }
 
+/// `speaker: text` lines, one per turn.
+fn lines<'a>(turns: impl Iterator<Item = &'a Utterance>) -> String {
+    turns.map(|u| format!("{}: {}", u.speaker, u.text)).collect::<Vec<_>>().join("\n")
+}
+
+/// The largest fill of `fill(keep)` (keep = how many of the `n` droppable oldest turns stay)
+/// that fits `budget` tokens under `count`; with none kept it is returned even if too long.
+fn fit_dropping_oldest(n: usize, budget: usize, count: &dyn Fn(&FilledPrompt) -> usize, fill: impl Fn(usize) -> FilledPrompt) -> FilledPrompt {
+    let mut keep = n;
+    loop {
+        let p = fill(keep);
+        if keep == 0 || count(&p) <= budget {
+            return p;
+        }
+        keep -= 1;
+    }
+}
+
 impl RecogniserPrompt {
     /// Fills the templates for a window.
     pub fn fill(&self, window: &ContextWindow<'_>, labels: &LabelSet) -> FilledPrompt {
-        let mut lines: Vec<String> = window.context.iter().map(|u| format!("{}: {}", u.speaker, u.text)).collect();
-        lines.push(format!("{}: {}", window.target.speaker, window.target.text));
+        let lines = lines(window.context.iter().chain([window.target]));
         let fill = |t: &str| {
             t.replace("{labels}", &labels.joined())
-                .replace("{context}", &lines.join("\n"))
+                .replace("{context}", &lines)
                 .replace("{speaker}", &window.target.speaker)
                 .replace("{target}", &window.target.text)
         };
@@ -60,14 +78,49 @@ impl RecogniserPrompt {
     /// Fills the prompt with as much context as fits `budget` tokens, dropping the oldest
     /// turns first and never the target; `count` measures a filled prompt in tokens.
     pub fn fit(&self, window: ContextWindow<'_>, labels: &LabelSet, budget: usize, count: &dyn Fn(&FilledPrompt) -> usize) -> FilledPrompt {
-        let mut keep = window.context.len();
-        loop {
-            let p = self.fill(&window.keep_last(keep), labels);
-            if keep == 0 || count(&p) <= budget {
-                return p;
-            }
-            keep -= 1;
+        fit_dropping_oldest(window.context.len(), budget, count, |keep| self.fill(&window.keep_last(keep), labels))
+    }
+}
+
+/// The responder's templates: it writes the next turn of the conversation as `{speaker}`,
+/// expressing `{emotion}` (e*). The completion is the turn itself, plain text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponderPrompt {
+    /// System message.
+    pub system: String,
+    /// User message.
+    pub user: String,
+    /// Text the reply starts with (default empty).
+    pub reply_prefix: String,
+}
+
+impl Default for ResponderPrompt {
+    fn default() -> Self {
+        Self {
+            system: "You continue conversations. Write only the next line, one short sentence, in the speaker's voice.".into(),
+            user: "Conversation:\n{context}\n\nWrite {speaker}'s next line so that it expresses {emotion}.".into(),
+            reply_prefix: String::new(),
         }
+    }
+}
+
+impl ResponderPrompt {
+    /// Fills the templates: `turns` is the conversation so far (u_{t-w..t}), `speaker` the next
+    /// speaker s_{t+1}, `emotion` the target e*.
+    pub fn fill(&self, turns: &[Utterance], speaker: &str, emotion: Emotion, labels: &LabelSet) -> FilledPrompt {
+        let lines = lines(turns.iter());
+        let fill = |t: &str| {
+            t.replace("{labels}", &labels.joined()).replace("{context}", &lines).replace("{speaker}", speaker).replace("{emotion}", emotion.name())
+        };
+        FilledPrompt { system: fill(&self.system), user: fill(&self.user), reply_prefix: self.reply_prefix.clone() }
+    }
+
+    /// Fills the prompt within `budget` tokens, dropping the oldest turns first and never the
+    /// last one (u_t, the turn being answered).
+    pub fn fit(&self, turns: &[Utterance], speaker: &str, emotion: Emotion, labels: &LabelSet, budget: usize, count: &dyn Fn(&FilledPrompt) -> usize) -> FilledPrompt {
+        let n = turns.len().saturating_sub(1);
+        fit_dropping_oldest(n, budget, count, |keep| self.fill(&turns[n - keep..], speaker, emotion, labels))
     }
 }
 
@@ -102,5 +155,18 @@ mod tests {
         assert!(!p.user.contains("Ross: Hi.") && p.user.contains("Rachel: Oh, hey!"));
         let p = RecogniserPrompt::default().fit(w, Dataset::Meld.labels(), 1, &words);
         assert!(p.user.starts_with("Conversation:\nRoss: I got the job!"), "the target always stays");
+    }
+
+    #[test]
+    fn responder_names_the_next_speaker_and_emotion_and_keeps_the_last_turn() {
+        let d = dialogue();
+        let joy = Dataset::Meld.labels().parse("joy").unwrap();
+        let r = ResponderPrompt::default();
+        let p = r.fill(&d.utterances, "Rachel", joy, Dataset::Meld.labels());
+        assert!(p.user.contains("Ross: Hi.\nRachel: Oh, hey!\nRoss: I got the job!"));
+        assert!(p.user.contains("Write Rachel's next line so that it expresses joy."));
+        let words = |p: &FilledPrompt| p.user.split_whitespace().count();
+        let p = r.fit(&d.utterances, "Rachel", joy, Dataset::Meld.labels(), 1, &words);
+        assert!(p.user.starts_with("Conversation:\nRoss: I got the job!\n"), "{}", p.user);
     }
 }

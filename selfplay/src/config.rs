@@ -1,0 +1,57 @@
+//! The `[selfplay]` section of a run: iterations, the responder, re-recognition and the
+//! flywheel. Every default is [RECON] (ours, not the paper's).
+
+use crate::flywheel::FlywheelConfig;
+use crate::prompts::ResponderPrompt;
+use serde::{Deserialize, Serialize};
+
+/// How self-play runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfPlayConfig {
+    /// K: self-play iterations; the run's `grpo.max_steps` are split evenly over them, and each
+    /// ends with a dev evaluation and hands its kept synthetic turns to the next (default 2).
+    pub iterations: usize,
+    /// Expression items per step: real train turns the responder answers, G samples each,
+    /// trained beside the recogniser groups (default 2; 0 = the recogniser role only).
+    pub responder_prompts_per_step: usize,
+    /// Largest share of each step's recognition prompts drawn from kept synthetic turns of
+    /// earlier iterations, in [0, 1] (default 0.5).
+    pub synthetic_share: f64,
+    /// Reply prefix of the re-recogniser; the label is scored right after it, so it must end
+    /// with `<answer>` (default `<think>I read the last line in context.</think><answer>`).
+    pub rerecognition_prefix: String,
+    /// Responder templates.
+    pub responder: ResponderPrompt,
+    /// Keep-rules.
+    pub flywheel: FlywheelConfig,
+}
+
+impl Default for SelfPlayConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 2,
+            responder_prompts_per_step: 2,
+            synthetic_share: 0.5,
+            rerecognition_prefix: "<think>I read the last line in context.</think><answer>".into(),
+            responder: ResponderPrompt::default(),
+            flywheel: FlywheelConfig::default(),
+        }
+    }
+}
+
+impl SelfPlayConfig {
+    /// Checks values, naming the field at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.iterations == 0 {
+            return Err("selfplay.iterations must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.synthetic_share) {
+            return Err(format!("selfplay.synthetic_share must be in [0, 1], got {}", self.synthetic_share));
+        }
+        if !self.rerecognition_prefix.trim_end().ends_with("<answer>") {
+            return Err(format!("selfplay.rerecognition_prefix must end with <answer> (the label is scored after it), got {:?}", self.rerecognition_prefix));
+        }
+        self.flywheel.validate()
+    }
+}

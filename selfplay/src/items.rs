@@ -1,0 +1,127 @@
+//! What each role works on: a recognition item (turns ending in the target, and its gold set)
+//! and an expression item (the conversation so far, the next speaker and the emotion e* to
+//! express). Items own their turns, so synthetic turns from the flywheel are items too.
+
+use crate::policy::splitmix;
+use selfemo_datasets::{ContextWindow, Corpus, Emotion, Target, Utterance};
+
+/// Where a target comes from, stable across runs: `dataset/split/dialogue id/turn`.
+pub fn source_name(corpus: &Corpus, target: Target) -> String {
+    let d = &corpus.dialogues[target.dialogue];
+    format!("{}/{}/{}/{}", corpus.dataset.name(), d.split.name(), d.id, target.turn)
+}
+
+/// A target turn to recognise, with the turns before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecognitionItem {
+    /// Seeds and logs refer to it; unique within a run.
+    pub id: u64,
+    /// The source utterance ([`source_name`]); a synthetic item names the turn it answered.
+    pub source: String,
+    /// Context turns, oldest first, then the target u_t.
+    pub turns: Vec<Utterance>,
+    /// Gold set G = {y_t} (for a synthetic turn: the e* it was written to express).
+    pub gold: Emotion,
+    /// Whether the target turn was written by the policy (a flywheel sample).
+    pub synthetic: bool,
+}
+
+impl RecognitionItem {
+    /// The item of a labelled corpus target with at most `w` context turns.
+    pub fn from_target(corpus: &Corpus, target: Target, w: usize, id: u64) -> Option<Self> {
+        let window = ContextWindow::new(&corpus.dialogues[target.dialogue], target.turn, w)?;
+        Some(Self {
+            id,
+            source: source_name(corpus, target),
+            turns: window.context.iter().chain([window.target]).cloned().collect(),
+            gold: window.target.label?,
+            synthetic: false,
+        })
+    }
+
+    /// The context-window view the recogniser prompt is filled from.
+    pub fn window(&self) -> ContextWindow<'_> {
+        let n = self.turns.len() - 1;
+        ContextWindow { context: &self.turns[..n], target: &self.turns[n], turn: n }
+    }
+}
+
+/// A turn to answer: the responder writes the next line as `speaker`, expressing `emotion`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpressionItem {
+    /// Seeds and logs refer to it; unique within a run.
+    pub id: u64,
+    /// The source utterance u_t ([`source_name`]).
+    pub source: String,
+    /// The conversation so far, u_{t-w..t}.
+    pub turns: Vec<Utterance>,
+    /// The next speaker s_{t+1}.
+    pub speaker: String,
+    /// e*: the gold label of u_{t+1} when it exists, else drawn from the label set.
+    pub emotion: Emotion,
+}
+
+impl ExpressionItem {
+    /// The item answering corpus turn `target` with at most `w` earlier turns. The next speaker
+    /// is s_{t+1}, else the latest other speaker, else s_t; e* is y_{t+1}, else a label drawn
+    /// uniformly by a hash of `seed` and the source (so the same run draws the same e*).
+    pub fn from_target(corpus: &Corpus, target: Target, w: usize, id: u64, seed: u64) -> Option<Self> {
+        let dialogue = &corpus.dialogues[target.dialogue];
+        let window = ContextWindow::new(dialogue, target.turn, w)?;
+        let turns: Vec<Utterance> = window.context.iter().chain([window.target]).cloned().collect();
+        let next = dialogue.utterances.get(target.turn + 1);
+        let speaker = next.map(|u| u.speaker.clone()).unwrap_or_else(|| {
+            let other = turns.iter().rev().find(|u| u.speaker != window.target.speaker);
+            other.unwrap_or(window.target).speaker.clone()
+        });
+        let source = source_name(corpus, target);
+        let labels = corpus.dataset.labels();
+        let emotion = next.and_then(|u| u.label).unwrap_or_else(|| {
+            let h = source.bytes().fold(splitmix(seed), |h, b| splitmix(h ^ u64::from(b)));
+            labels.get((h % labels.len() as u64) as usize).expect("label sets are not empty")
+        });
+        Some(Self { id, source, turns, speaker, emotion })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfemo_datasets::{Dataset, Dialogue, Split};
+
+    fn corpus() -> Corpus {
+        let meld = Dataset::Meld.labels();
+        let u = |s: &str, t: &str, l: Option<&str>| Utterance { speaker: s.into(), text: t.into(), label: l.and_then(|l| meld.parse(l)) };
+        let d = Dialogue {
+            id: "7".into(),
+            split: Split::Train,
+            utterances: vec![u("A", "hi", Some("neutral")), u("B", "yay", Some("joy")), u("A", "ugh", Some("disgust"))],
+        };
+        Corpus { dataset: Dataset::Meld, dialogues: vec![d] }
+    }
+
+    #[test]
+    fn recognition_item_holds_the_window_and_gold() {
+        let c = corpus();
+        let item = RecognitionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 1, 5).unwrap();
+        assert_eq!(item.source, "meld/train/7/2");
+        assert_eq!(item.turns.iter().map(|u| u.text.as_str()).collect::<Vec<_>>(), ["yay", "ugh"]);
+        assert_eq!(item.gold.name(), "disgust");
+        assert_eq!(item.window().target.text, "ugh");
+        assert_eq!(item.window().context.len(), 1);
+    }
+
+    #[test]
+    fn expression_item_targets_the_next_turn_or_a_seeded_draw() {
+        let c = corpus();
+        let mid = ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 1 }, 5, 0, 0).unwrap();
+        assert_eq!((mid.speaker.as_str(), mid.emotion.name()), ("A", "disgust"));
+        assert_eq!(mid.turns.len(), 2);
+        let last = ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0, 0).unwrap();
+        assert_eq!(last.speaker, "B", "the latest other speaker answers the last turn");
+        assert_eq!(last, ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0, 0).unwrap());
+        let draws: std::collections::BTreeSet<&str> =
+            (0..40).map(|s| ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0, s).unwrap().emotion.name()).collect();
+        assert!(draws.len() >= 4, "seeds draw different labels: {draws:?}");
+    }
+}
