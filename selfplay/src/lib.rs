@@ -8,6 +8,7 @@ pub mod flywheel;
 pub mod items;
 pub mod policy;
 pub mod prompts;
+pub mod rationale;
 pub mod rollout;
 pub mod store;
 
@@ -16,4 +17,5 @@ pub use flywheel::{FilterCounts, Flywheel, FlywheelConfig, FlywheelRow, Kind};
 pub use items::{ExpressionItem, RecognitionItem, source_name};
 pub use policy::{Completion, Policy, sample_seed};
 pub use prompts::{FilledPrompt, RecogniserPrompt, ResponderPrompt};
+pub use rationale::{Rationale, rationales};
 pub use rollout::{ExpressionGroup, RecognitionGroup, Roles, recognise, respond};

@@ -36,6 +36,12 @@ impl Roles<'_> {
         self.responder.fit(&item.turns, &item.speaker, item.emotion, self.labels, self.max_prompt_tokens, &|p| policy.prompt_len(p))
     }
 
+    /// The label with the highest score (`scores` in label-set order; ties: the first).
+    pub fn best_label(&self, scores: &[f64]) -> Option<Emotion> {
+        let best = (0..scores.len()).max_by(|a, b| scores[*a].total_cmp(&scores[*b]).then(b.cmp(a)));
+        best.and_then(|k| self.labels.get(k))
+    }
+
     /// The re-recogniser prompt: the recogniser reads `turn`, said by `speaker` after `turns`.
     pub fn rerecognition_prompt(&self, policy: &dyn Policy, turns: &[Utterance], speaker: &str, turn: &str) -> FilledPrompt {
         let target = Utterance { speaker: speaker.into(), text: turn.into(), label: None };
@@ -156,8 +162,7 @@ pub fn respond(policy: &dyn Policy, roles: &Roles<'_>, items: &[ExpressionItem],
     let names: Vec<&str> = roles.labels.emotions().map(|e| e.name()).collect();
     let mut q: Vec<Vec<Option<Emotion>>> = turns.iter().map(|ts| vec![None; ts.len()]).collect();
     for ((i, j), scores) in asked.into_iter().zip(policy.score(&prompts_q, &names)) {
-        let best = (0..scores.len()).max_by(|a, b| scores[*a].total_cmp(&scores[*b]).then(b.cmp(a)));
-        q[i][j] = best.and_then(|k| roles.labels.get(k));
+        q[i][j] = roles.best_label(&scores);
     }
     items
         .iter()

@@ -210,3 +210,32 @@ fn bad_files_name_the_file() {
     let err = store::read(&path).unwrap_err().to_string();
     assert!(err.contains("flywheel.parquet") && err.contains("Parquet"), "{err}");
 }
+
+#[test]
+fn rationales_are_kept_only_when_the_label_free_reprediction_agrees() {
+    let c = corpus();
+    let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
+    let roles = roles(&rec, &resp, &rewards, 10_000);
+    // The policy explains joy convincingly and anything else badly; the re-predictor reads the
+    // explanation in the reply prefix, and never sees the hint.
+    let p = ScriptedPolicy {
+        reply: |p: &FilledPrompt, _: u64| {
+            assert_eq!(p.reply_prefix, "<think>");
+            if p.user.contains("The answer is joy") { "They sound delighted.</think><answer>joy</answer>".into() } else { "\nNo clue.\nreally</think>".into() }
+        },
+        score: |p: &FilledPrompt, label: &str| {
+            assert!(!p.user.contains("The answer is"), "the re-prediction is label-free");
+            let heard = if p.reply_prefix.contains("delighted") { "joy" } else { "neutral" };
+            if label == heard { 0.0 } else { -1.0 }
+        },
+    };
+    let items: Vec<RecognitionItem> = (0..4).map(|t| RecognitionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, t as u64).unwrap()).collect();
+    let out = selfemo_selfplay::rationales(&p, &roles, &items, "\nThe answer is {emotion}. Explain why.", 1);
+    let kept: Vec<(&str, &str)> = out.iter().filter(|r| r.kept()).map(|r| (r.item.gold.name(), r.text.as_str())).collect();
+    // gold: neutral, surprise, joy, joy. Joy is explained and re-predicted; "No clue." is
+    // re-predicted as neutral, which is right for turn 0 only.
+    assert_eq!(kept, [("neutral", "No clue."), ("joy", "They sound delighted."), ("joy", "They sound delighted.")]);
+    assert_eq!(out[1].repredicted, Some(meld("neutral")));
+    assert!(!out[1].kept());
+    assert_eq!(out[2].completion(), "They sound delighted.</think><answer>joy</answer>");
+}

@@ -1,4 +1,5 @@
-//! `selfemo bench train`: one full SELF-GRPO step (rollout, scoring, update) timed by phase, and
+//! `selfemo bench train`: one full self-play SELF-GRPO step (recogniser rollout, responder
+//! rollout with re-recognition, update) timed by phase, and
 //! the update's achieved GFLOP/s over the f32 matmul peak measured in the same run. The shape
 //! is set by flags so the same work can be run on other trainers.
 
@@ -8,10 +9,11 @@ use burn::module::Module;
 use clap::Args;
 use selfemo_datasets::{Dataset, Split};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
+use selfemo_selfplay::{ExpressionItem, RecognitionItem, Roles, recognise, respond};
 use selfemo_trainer::config::RunConfig;
-use selfemo_trainer::grpo::{rollout, update};
-use selfemo_trainer::recognition::prompts;
-use selfemo_trainer::run::score;
+use selfemo_trainer::grpo::update;
+use selfemo_trainer::policy::ModelPolicy;
+use selfemo_trainer::self_play::{EXPRESSION_IDS, to_groups};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,9 +29,12 @@ pub struct BenchTrainArgs {
     /// Dataset whose first train targets are the prompts.
     #[arg(long, value_parser = crate::cli_data::parse_dataset, default_value = "meld")]
     pub dataset: Dataset,
-    /// Prompts per step.
+    /// Recognition prompts per step.
     #[arg(long, default_value_t = 4)]
     pub prompts: usize,
+    /// Responder prompts per step (each adds G responses and their re-recognition).
+    #[arg(long, default_value_t = 2)]
+    pub responder_prompts: usize,
     /// G, completions per prompt.
     #[arg(long, default_value_t = 4)]
     pub num_generations: usize,
@@ -62,9 +67,19 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     let g = &run.grpo;
     let corpus = selfemo_datasets::load(args.dataset, None)?;
     let targets: Vec<_> = corpus.targets(Split::Train).into_iter().take(args.prompts).collect();
-    let batch_prompts = prompts(&corpus, &targets, &run.prompt, run.data.context_window, run.data.max_prompt_tokens, &tokenizer);
-    let batch: Vec<(usize, &_)> = batch_prompts.iter().enumerate().collect();
-    let ids: Vec<(usize, Vec<u32>)> = batch.iter().map(|(k, p)| (*k, p.ids.clone())).collect();
+    let w = run.data.context_window;
+    let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(&corpus, *t, w, k as u64)).collect();
+    let answers: Vec<ExpressionItem> =
+        targets.iter().take(args.responder_prompts).enumerate().filter_map(|(k, t)| ExpressionItem::from_target(&corpus, *t, w, EXPRESSION_IDS + k as u64, run.seed)).collect();
+    let sp = &run.selfplay;
+    let roles = Roles {
+        recogniser: &run.prompt,
+        responder: &sp.responder,
+        rerecognition_prefix: &sp.rerecognition_prefix,
+        labels: corpus.dataset.labels(),
+        rewards: &run.rewards,
+        max_prompt_tokens: run.data.max_prompt_tokens,
+    };
     let reference = (g.beta > 0.0).then(|| model.valid());
     let mut optim = g.adamw.build();
     let settings = g.update_settings(tokenizer.pad_id);
@@ -73,9 +88,13 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     let (mut phases, mut tokens, mut update_flops) = ([0.0f64; 3], 0.0, 0.0);
     for step in 0..=args.steps {
         let t0 = Instant::now();
-        let mut groups = rollout(&model.valid(), &ids, g.num_generations, &g.sampling(), run.seed, step as u64, &tokenizer.eos_ids, tokenizer.pad_id);
+        let rollout_model = model.valid();
+        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: 8 };
+        let recognition = recognise(&policy, &roles, &items, g.num_generations, run.seed, step as u64);
         let t1 = Instant::now();
-        score(&mut groups, &batch, &corpus, &tokenizer, &run);
+        let expression = respond(&policy, &roles, &answers, g.num_generations, run.seed, step as u64);
+        let groups = to_groups(&recognition, &expression);
+        drop(policy);
         let t2 = Instant::now();
         let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, 1e-6);
         model = m;
@@ -99,21 +118,24 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         }
     }
     let n = args.steps.max(1) as f64;
-    let [generate_s, score_s, update_s] = phases.map(|p| p / n);
-    let total = generate_s + score_s + update_s;
+    let [generate_s, respond_s, update_s] = phases.map(|p| p / n);
+    let total = generate_s + respond_s + update_s;
     let update_gflops = update_flops / n / update_s / 1e9;
-    println!("model: {} layers; {} prompts x G {} (max {} tokens), beta {}, all parameters trainable, f32", c.num_hidden_layers, args.prompts, g.num_generations, g.max_completion_length, g.beta);
+    println!(
+        "model: {} layers; {} recogniser + {} responder prompts x G {} (max {} tokens), beta {}, all parameters trainable, f32",
+        c.num_hidden_layers, args.prompts, args.responder_prompts, g.num_generations, g.max_completion_length, g.beta
+    );
     println!("f32 matmul peak (same run): {peak:.1} GFLOP/s at {shape:?}");
     println!("{:<10} {:>9} {:>7}", "phase", "seconds", "share");
-    for (name, s) in [("rollout", generate_s), ("scoring", score_s), ("update", update_s), ("step", total)] {
+    for (name, s) in [("rollout", generate_s), ("respond", respond_s), ("update", update_s), ("step", total)] {
         println!("{name:<10} {s:>9.2} {:>6.1}%", 100.0 * s / total);
     }
     println!("tokens/s (prompt + completion, whole step): {:.1}", tokens / n / total);
     println!("update: {update_gflops:.1} GFLOP/s = {:.1}% of peak", 100.0 * update_gflops / peak);
     let report = serde_json::json!({
         "matmul_peak_gflops": peak, "peak_shape": shape, "layers": c.num_hidden_layers,
-        "prompts": args.prompts, "num_generations": g.num_generations, "max_completion_length": g.max_completion_length, "beta": g.beta,
-        "seconds": { "rollout": generate_s, "scoring": score_s, "update": update_s, "step": total },
+        "prompts": args.prompts, "responder_prompts": args.responder_prompts, "num_generations": g.num_generations, "max_completion_length": g.max_completion_length, "beta": g.beta,
+        "seconds": { "rollout": generate_s, "respond": respond_s, "update": update_s, "step": total },
         "tokens_per_second": tokens / n / total, "update_gflops": update_gflops, "update_fraction_of_peak": update_gflops / peak,
     });
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", args.out.display()))?;

@@ -6,7 +6,7 @@ use crate::optim::AdamWSettings;
 use selfemo_datasets::Dataset;
 use selfemo_model::SamplingConfig;
 use selfemo_rewards::{RewardConfig, ScaleRewards};
-use selfemo_selfplay::RecogniserPrompt;
+use selfemo_selfplay::{RecogniserPrompt, SelfPlayConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -46,17 +46,23 @@ pub struct RunConfig {
     /// Optional SFT warm start before SELF-GRPO.
     #[serde(default)]
     pub warm_start: WarmStartSection,
+    /// Self-play: iterations, the responder, re-recognition and the flywheel.
+    #[serde(default)]
+    pub selfplay: SelfPlayConfig,
 }
 
-/// SFT warm start on train targets before SELF-GRPO: the completion closes the recogniser's
-/// reply with the gold label (`{gold}</answer>` and the end-of-turn token), so a small policy
-/// learns the output contract and the label vocabulary before it is rewarded for them.
-/// Needs a `prompt.reply_prefix` that ends with `<answer>` (the thought is given in the prompt).
+/// SFT warm start on train targets before SELF-GRPO, so a small policy learns the output
+/// contract and the label vocabulary before it is rewarded for them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarmStartSection {
     /// SFT optimiser steps, 0 = no warm start (default 0).
     pub steps: usize,
+    /// What the SFT completions are (default `label`).
+    pub kind: WarmStartKind,
+    /// `rationale` only: appended to the recogniser's user message when the policy explains a
+    /// gold label; `{emotion}` is filled in.
+    pub rationale_hint: String,
     /// Examples per step, taken in order from a seeded shuffle of the train targets that
     /// SELF-GRPO does not use (default 8).
     pub batch_size: usize,
@@ -66,8 +72,27 @@ pub struct WarmStartSection {
 
 impl Default for WarmStartSection {
     fn default() -> Self {
-        Self { steps: 0, batch_size: 8, learning_rate: 1e-4 }
+        Self {
+            steps: 0,
+            kind: WarmStartKind::Label,
+            rationale_hint: "\n\nThe answer is {emotion}. Explain in one short sentence why.".into(),
+            batch_size: 8,
+            learning_rate: 1e-4,
+        }
     }
+}
+
+/// The warm start's SFT completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmStartKind {
+    /// `{gold}</answer>` and the end-of-turn token: needs a `prompt.reply_prefix` ending with
+    /// `<answer>` (the thought is given in the prompt).
+    Label,
+    /// `{rationale}</think><answer>{gold}</answer>` and the end-of-turn token, with rationales
+    /// the policy writes for the gold label and keeps only when its label-free re-prediction
+    /// agrees (EmoPrompt / STaR): needs a `prompt.reply_prefix` ending with `<think>`.
+    Rationale,
 }
 
 fn default_output_dir() -> PathBuf {
@@ -263,7 +288,8 @@ impl GrpoSection {
     }
 }
 
-/// Dev evaluation before and after training.
+/// Dev evaluation before training and after each self-play iteration; test evaluation of the
+/// best-dev iteration at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
@@ -273,11 +299,13 @@ pub struct EvalSection {
     pub max_new_tokens: usize,
     /// Prompts per generation batch (default 8).
     pub batch_size: usize,
+    /// Test targets evaluated at the end, 0 = all (default 0).
+    pub test_limit: usize,
 }
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self { dev_limit: 64, max_new_tokens: 48, batch_size: 8 }
+        Self { dev_limit: 64, max_new_tokens: 48, batch_size: 8, test_limit: 0 }
     }
 }
 
@@ -324,8 +352,12 @@ impl RunConfig {
         finite("grpo.weight_decay", g.adamw.weight_decay, g.adamw.weight_decay >= 0.0)?;
         g.sampling().validate().map_err(|e| format!("grpo.{e}"))?;
         finite("warm_start.learning_rate", self.warm_start.learning_rate, self.warm_start.learning_rate > 0.0)?;
-        if self.warm_start.steps > 0 && !self.prompt.reply_prefix.trim_end().ends_with("<answer>") {
-            return Err(format!("warm_start needs prompt.reply_prefix to end with <answer>, got {:?}", self.prompt.reply_prefix));
+        let (kind, needs) = match self.warm_start.kind {
+            WarmStartKind::Label => ("label", "<answer>"),
+            WarmStartKind::Rationale => ("rationale", "<think>"),
+        };
+        if self.warm_start.steps > 0 && !self.prompt.reply_prefix.trim_end().ends_with(needs) {
+            return Err(format!("warm_start (kind {kind}) needs prompt.reply_prefix to end with {needs}, got {:?}", self.prompt.reply_prefix));
         }
         self.rewards.validate()?;
         match &self.model.trainable {
@@ -340,6 +372,10 @@ impl RunConfig {
             }
         }
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
+        self.selfplay.validate()?;
+        if self.selfplay.iterations > self.grpo.max_steps {
+            return Err(format!("selfplay.iterations ({}) must not exceed grpo.max_steps ({})", self.selfplay.iterations, self.grpo.max_steps));
+        }
         Ok(())
     }
 
@@ -390,7 +426,14 @@ mod tests {
         assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 0, alpha = 16.0 }").contains("model.trainable.rank"));
         assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0, targets = [\"qproj\"] }").contains("unknown projection \"qproj\""));
         assert!(err("name = \"x\"\n[grpo]\ngradient_accumulation_steps = 0").contains("grpo.gradient_accumulation_steps"));
-        assert!(err("name = \"x\"\n[warm_start]\nsteps = 4").contains("warm_start needs prompt.reply_prefix to end with <answer>"));
+        assert!(err("name = \"x\"\n[warm_start]\nsteps = 4").contains("warm_start (kind label) needs prompt.reply_prefix to end with <answer>"));
+        assert!(err("name = \"x\"\n[prompt]\nreply_prefix = \"<answer>\"\n[warm_start]\nsteps = 4\nkind = \"rationale\"").contains("needs prompt.reply_prefix to end with <think>"));
+        toml::from_str::<RunConfig>("name = \"x\"\n[warm_start]\nsteps = 4\nkind = \"rationale\"").unwrap().validate().unwrap();
+        assert!(err("name = \"x\"\n[selfplay]\niterations = 0").contains("selfplay.iterations"));
+        assert!(err("name = \"x\"\n[selfplay]\nsynthetic_share = 2.0").contains("selfplay.synthetic_share"));
+        assert!(err("name = \"x\"\n[selfplay]\nrerecognition_prefix = \"<think>\"").contains("selfplay.rerecognition_prefix"));
+        assert!(err("name = \"x\"\n[selfplay.flywheel]\nmax_per_source = 0").contains("selfplay.flywheel.max_per_source"));
+        assert!(err("name = \"x\"\n[selfplay.flywheel]\ntau = 1.0").contains("unknown field `tau`"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::optim::clip_global_norm;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use selfemo_model::{CausalLm, SamplingConfig, completion_logprobs, generate};
 use selfemo_rewards::{ScaleRewards, advantages};
+pub use selfemo_selfplay::sample_seed;
 
 /// One sampled completion of a group.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,18 +36,6 @@ pub struct Group {
     pub samples: Vec<Sample>,
 }
 
-/// The per-sample sampling seed: a hash of (run seed, step, prompt id, sample index), so a
-/// rollout does not depend on batch order and a resumed run draws the same samples.
-pub fn sample_seed(seed: u64, step: u64, prompt_id: u64, sample: u64) -> u64 {
-    [step, prompt_id, sample].into_iter().fold(splitmix(seed), |h, x| splitmix(h ^ splitmix(x)))
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// Samples G completions for each (prompt id, prompt) with the rollout policy (no autodiff), in
 /// one batched generation; rewards start at 0 for the caller to fill.

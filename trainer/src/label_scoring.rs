@@ -222,6 +222,22 @@ fn score_tree(model: &CausalLm, prefix: &KvCache, queries: &[ScoreQuery], keys: 
         .collect()
 }
 
+/// log π(label | prompt) of every label after each whole prompt (`[prompt][label]`): the
+/// prompts' longest common prefix runs once, then up to `rows` prompts at a time branch off
+/// it as one tree with every label. Each prompt must be at least 2 tokens long.
+pub fn score_prompts(model: &CausalLm, prompts: &[Vec<u32>], labels: &[Vec<u32>], rows: usize) -> Vec<Vec<f64>> {
+    let Some(first) = prompts.first() else { return Vec::new() };
+    let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+    let common = (0..shortest.saturating_sub(1)).take_while(|&i| prompts.iter().all(|p| p[i] == first[i])).count();
+    if common == 0 {
+        assert!(prompts.len() > 1, "a scored prompt needs at least 2 tokens");
+        return prompts.iter().flat_map(|p| score_prompts(model, std::slice::from_ref(p), labels, rows)).collect();
+    }
+    let cache = header_cache(model, &first[..common]);
+    let queries: Vec<ScoreQuery> = prompts.iter().map(|p| ScoreQuery { turn: 0, start: 0, suffix: p[common..].to_vec() }).collect();
+    queries.chunks(rows.max(1)).flat_map(|chunk| score_tree(model, &cache, chunk, &|_| common, labels)).collect()
+}
+
 /// Scores `targets` (any order) of `corpus`: per target, the label log-probs in label-set
 /// order. `progress` is called with the number of targets just finished.
 #[allow(clippy::too_many_arguments)]

@@ -3,7 +3,7 @@
 
 use crate::scores::{Report, report};
 use selfemo_datasets::{ContextWindow, Corpus, Emotion, Target};
-use selfemo_model::{CausalLm, Message, SamplingConfig, TextTokenizer, generate};
+use selfemo_model::{CausalLm, SamplingConfig, TextTokenizer, generate};
 use selfemo_rewards::{RewardConfig, parse, score_recognition_group};
 use serde::{Deserialize, Serialize};
 use selfemo_selfplay::RecogniserPrompt;
@@ -31,10 +31,7 @@ pub fn prompts(
     tok: &TextTokenizer,
 ) -> Vec<RecognitionPrompt> {
     let labels = corpus.dataset.labels();
-    let render = |p: &selfemo_selfplay::FilledPrompt| {
-        let chat = tok.chat_prompt(&[Message::new("system", &p.system), Message::new("user", &p.user)]);
-        format!("{chat}{}", p.reply_prefix)
-    };
+    let render = |p: &selfemo_selfplay::FilledPrompt| crate::policy::render(tok, p);
     targets
         .iter()
         .filter_map(|&t| {

@@ -1,25 +1,31 @@
-//! `selfemo train`: GRPO on emotion recognition (the recogniser role), with dev evaluation
-//! before and after, checkpoints, exact resume, metrics and an HF export.
+//! `selfemo train`: the SELF-EMO pipeline. One policy recognises and responds in self-play,
+//! the flywheel keeps what its smoothed-IoU rewards vouch for, SELF-GRPO updates it, over K
+//! iterations; with dev evaluation per iteration, checkpoints, exact resume, metrics, the test
+//! evaluation of the best-dev iteration and an HF export.
 
 use crate::checkpoint::{self, State};
-use crate::config::{RunConfig, Trainable};
-use crate::grpo::{DegenerateGroups, Group, rollout, update};
+use crate::config::{RunConfig, Trainable, WarmStartKind};
+use crate::grpo::{DegenerateGroups, update};
+use crate::policy::{ModelPolicy, render};
+use crate::scores::Report;
+use crate::self_play::{IterationSummary, SYNTHETIC_IDS, count_metrics, counts_from_metrics, role_metrics, step_items, to_groups};
 use crate::metrics_log::{self, Row};
 use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
-use crate::warm_start::warm_start;
-use crate::recognition::{DevResult, RecognitionPrompt, dev_reward, evaluate, prompts};
+use crate::warm_start::{Example, completion_ids, label_example, warm_start};
+use crate::recognition::{DevResult, dev_reward, evaluate, prompts};
 use anyhow::{Context, Result, bail};
 use burn::module::{Lora, Module, ParamGroup};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use selfemo_datasets::{Corpus, Split};
+use selfemo_datasets::{Corpus, Split, Target};
 use selfemo_model::{CausalLm, LoadOptions, LoadedModel, ModelSource, TextTokenizer, parse_device};
 use selfemo_rewards::advantage::mean_std;
-use selfemo_rewards::score_recognition_group;
+use selfemo_selfplay::{Flywheel, FlywheelRow, Rationale, RecognitionGroup, RecognitionItem, Roles, rationales, recognise, respond, store};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How this invocation runs.
@@ -42,6 +48,10 @@ pub struct Outcome {
     pub dev_before: DevResult,
     /// Dev scores and reward after training (`None` when stopped early).
     pub dev_after: Option<DevResult>,
+    /// Each self-play iteration's numbers (empty when stopped early).
+    pub iterations: Vec<IterationSummary>,
+    /// Test scores of the best-dev iteration (`None` when stopped early or without test data).
+    pub test: Option<TestResult>,
     /// Metric rows.
     pub rows: Vec<Row>,
 }
@@ -73,7 +83,9 @@ pub fn apply_trainable(model: CausalLm, trainable: &Trainable, seed: u64) -> Cau
     }
 }
 
-/// Runs (or resumes) the training described by `config`.
+/// Runs (or resumes) the SELF-EMO pipeline of `config`: optional warm start, then K self-play
+/// iterations of {rollouts of both roles, flywheel filter, SELF-GRPO updates, dev evaluation},
+/// then the test evaluation of the best-dev iteration and the HF export.
 pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     let run_dir = config.run_dir();
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
@@ -85,9 +97,10 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     let loaded = LoadedModel::load(&ModelSource::parse(&config.model.source), load, &device).context("loading the policy")?;
     let LoadedModel { model, config: model_config, tokenizer } = loaded;
     let corpus = selfemo_datasets::load(config.data.dataset, config.data.path.as_deref())?;
-    let g = &config.grpo;
+    let (g, sp) = (&config.grpo, &config.selfplay);
+    let w = config.data.context_window;
 
-    // Prompts: a seeded shuffle of the train targets, cycled; dev: the first `dev_limit`.
+    // Real items: a seeded shuffle of the train targets, cycled; dev: the first `dev_limit`.
     let mut train_targets = corpus.targets(Split::Train);
     if train_targets.is_empty() {
         bail!("{} has no labelled train utterances", corpus.dataset);
@@ -97,12 +110,15 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         train_targets.truncate(config.data.train_limit);
     }
     let needed = (g.max_steps * g.prompts_per_step).min(train_targets.len());
-    let make = |targets: &[selfemo_datasets::Target]| {
-        prompts(&corpus, targets, &config.prompt, config.data.context_window, config.data.max_prompt_tokens, &tokenizer)
+    let item = |k: usize, t: Target| RecognitionItem::from_target(&corpus, t, w, k as u64).map(|i| (t, i));
+    let real: Vec<(Target, RecognitionItem)> = train_targets[..needed].iter().enumerate().filter_map(|(k, t)| item(k, *t)).collect();
+    // Fresh items for dynamic sampling: the targets after those the steps use.
+    let reserve: Vec<RecognitionItem> = if g.degenerate_groups == DegenerateGroups::Resample {
+        train_targets[needed..(2 * needed).min(train_targets.len())].iter().enumerate().filter_map(|(k, t)| item(needed + k, *t).map(|x| x.1)).collect()
+    } else {
+        Vec::new()
     };
-    let train_prompts = make(&train_targets[..needed]);
-    // Fresh prompts for dynamic sampling: the targets after those the steps use.
-    let reserve = if g.degenerate_groups == DegenerateGroups::Resample { make(&train_targets[needed..(2 * needed).min(train_targets.len())]) } else { Vec::new() };
+    let make = |targets: &[Target]| prompts(&corpus, targets, &config.prompt, w, config.data.max_prompt_tokens, &tokenizer);
     let mut dev_targets = corpus.targets(Split::Dev);
     if config.eval.dev_limit > 0 {
         dev_targets.truncate(config.eval.dev_limit);
@@ -128,7 +144,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     };
     let before_path = run_dir.join("dev_before.json");
     let dev_before: DevResult = if state.step > 0 && before_path.is_file() {
-        serde_json::from_slice(&std::fs::read(&before_path)?).context("reading dev_before.json")?
+        read_json(&before_path)?
     } else {
         let r = eval(&model.valid(), &tokenizer);
         std::fs::write(&before_path, serde_json::to_vec_pretty(&r)?)?;
@@ -138,47 +154,123 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         print_dev("before", &dev_before);
     }
 
+    let roles = Roles {
+        recogniser: &config.prompt,
+        responder: &sp.responder,
+        rerecognition_prefix: &sp.rerecognition_prefix,
+        labels: corpus.dataset.labels(),
+        rewards: &config.rewards,
+        max_prompt_tokens: config.data.max_prompt_tokens,
+    };
     if state.step == 0 && config.warm_start.steps > 0 {
         let ws = &config.warm_start;
         let unused = &train_targets[needed.min(train_targets.len() - 1)..];
-        let examples = make(&unused[..(ws.steps * ws.batch_size).min(unused.len())]);
+        let unused = &unused[..(ws.steps * ws.batch_size).min(unused.len())];
+        let examples: Vec<Example> = match ws.kind {
+            WarmStartKind::Label => make(unused).iter().map(|p| label_example(p, &tokenizer)).collect(),
+            WarmStartKind::Rationale => {
+                let items: Vec<RecognitionItem> = unused.iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(&corpus, *t, w, (RATIONALE_IDS + k) as u64)).collect();
+                let writer = model.valid();
+                let policy = ModelPolicy { model: &writer, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size };
+                let written = rationales(&policy, &roles, &items, &ws.rationale_hint, config.seed);
+                write_rationales(&run_dir.join("warm_start_rationales.jsonl"), &written)?;
+                writeln!(events, "warm start: kept {} of {} self-written rationales", written.iter().filter(|r| r.kept()).count(), written.len())?;
+                written
+                    .iter()
+                    .filter(|r| r.kept())
+                    .map(|r| (tokenizer.encode(&render(&tokenizer, &roles.recognition_prompt(&policy, &r.item))), completion_ids(&r.completion(), &tokenizer)))
+                    .collect()
+            }
+        };
         let (m, losses) = warm_start(model, &mut g.adamw.build(), &examples, &tokenizer, ws)?;
         model = m;
         let (first, last) = (losses.first().copied().unwrap_or(0.0), losses.last().copied().unwrap_or(0.0));
-        writeln!(events, "warm start: {} SFT steps on {} examples, loss {first:.4} -> {last:.4}", losses.len(), examples.len())?;
+        let line = format!("warm start: {} SFT steps on {} examples, loss {first:.4} -> {last:.4}", losses.len(), examples.len());
+        writeln!(events, "{line}")?;
         if options.verbose {
-            println!("warm start: {} SFT steps on {} examples, loss {first:.4} -> {last:.4}", losses.len(), examples.len());
+            println!("{line}");
         }
     }
+    // The flywheel as of the checkpoint: rows of steps after it are redone identically.
+    let mut flywheel = Flywheel::new(read_flywheel(&run_dir, state.step)?);
+    let mut pool: (u32, Vec<RecognitionItem>) = (0, Vec::new());
+    let mut best: Option<Best> = if state.step > 0 && run_dir.join("best.json").is_file() { Some(read_json(&run_dir.join("best.json"))?) } else { None };
+    let export = |m: &CausalLm, dir: &Path| LoadedModel { model: m.clone(), config: model_config.clone(), tokenizer: tokenizer.clone() }.export(dir);
+    let finish = |k: u32, m: &CausalLm, rows: &[Row], flywheel: &Flywheel, best: &mut Option<Best>, events: &mut std::fs::File| -> Result<()> {
+        let summary = summarise(k, rows, flywheel, iteration_steps(g.max_steps, sp.iterations, k), eval(m, &tokenizer));
+        write_json(&run_dir.join(format!("iter-{k}")).join("summary.json"), &summary)?;
+        let line = format!(
+            "iteration {k}: kept {} recognition + {} synthetic (of {} + {}), reward recogniser {:.3} responder {:.3}, dev accuracy {:.4} weighted F1 {:.4}",
+            summary.kept.kept_recognition,
+            summary.kept.kept_synthetic,
+            summary.kept.recognition_seen,
+            summary.kept.synthetic_seen,
+            summary.reward_recogniser,
+            summary.reward_responder,
+            summary.dev.report.accuracy,
+            summary.dev.report.weighted_f1
+        );
+        writeln!(events, "{line}")?;
+        if options.verbose {
+            println!("{line}");
+        }
+        if best.as_ref().is_none_or(|b| summary.dev.report.weighted_f1 >= b.weighted_f1) {
+            export(m, &run_dir.join("best")).context("exporting the best-dev model")?;
+            *best = Some(Best { iteration: k, weighted_f1: summary.dev.report.weighted_f1 });
+            write_json(&run_dir.join("best.json"), best.as_ref().expect("just set"))?;
+        }
+        Ok(())
+    };
+    // An iteration that ended at the checkpoint before its summary was written.
+    if let Some(k) = (1..=sp.iterations as u32).find(|k| iteration_steps(g.max_steps, sp.iterations, *k).1 == state.step)
+        && !run_dir.join(format!("iter-{k}/summary.json")).is_file()
+    {
+        finish(k, &model.valid(), &state.rows, &flywheel, &mut best, &mut events)?;
+    }
+
     let settings = g.update_settings(tokenizer.pad_id);
     let last = options.stop_after.map_or(g.max_steps as u64, |s| s.min(g.max_steps as u64));
     let bar = if options.verbose { indicatif::ProgressBar::new(g.max_steps as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
     bar.set_position(state.step);
     for step in state.step..last {
-        let batch: Vec<(usize, &RecognitionPrompt)> = (0..g.prompts_per_step)
-            .map(|i| {
-                let k = step as usize * g.prompts_per_step + i;
-                (k, &train_prompts[k % train_prompts.len()])
-            })
-            .collect();
-        let ids: Vec<(usize, Vec<u32>)> = batch.iter().map(|(k, p)| (*k, p.ids.clone())).collect();
+        let k = iteration_of(step, g.max_steps, sp.iterations);
+        if pool.0 != k {
+            pool = (k, flywheel.synthetic_items(k, corpus.dataset.labels(), SYNTHETIC_IDS + (u64::from(k) << 24)));
+        }
+        let items = step_items(step, g.prompts_per_step, &real, &pool.1, sp, &corpus, w, config.seed);
         let t0 = Instant::now();
-        let policy = model.valid(); // π_old: rolls out, and refills degenerate groups
-        let mut groups = rollout(&policy, &ids, g.num_generations, &g.sampling(), config.seed, step, &tokenizer.eos_ids, tokenizer.pad_id);
+        let rollout_model = model.valid(); // π_old: both roles, and the refill of degenerate groups
+        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size };
+        let mut recognition = recognise(&policy, &roles, &items.recognition, g.num_generations, config.seed, step);
         let generate_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let (components, sample_text) = score(&mut groups, &batch, &corpus, &tokenizer, config);
+        let expression = respond(&policy, &roles, &items.expression, g.num_generations, config.seed, step);
+        let respond_s = t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        let mut counts = flywheel.admit(k, step + 1, &recognition, &expression, &sp.flywheel);
         if !reserve.is_empty() {
-            let n = resample_degenerate(&mut groups, step, &reserve, needed, &policy, &corpus, &tokenizer, config);
-            if n > 0 {
-                writeln!(events, "step {}: resampled {n} degenerate groups", step + 1)?;
+            let equal = |gr: &RecognitionGroup| gr.samples.iter().all(|s| (s.reward.total - gr.samples[0].reward.total).abs() <= 1e-12);
+            let stale: Vec<usize> = (0..recognition.len()).filter(|i| equal(&recognition[*i])).collect();
+            if !stale.is_empty() {
+                let fresh_items: Vec<RecognitionItem> = (0..stale.len()).map(|j| reserve[(step as usize * g.prompts_per_step + j) % reserve.len()].clone()).collect();
+                let fresh = recognise(&policy, &roles, &fresh_items, g.num_generations, config.seed, step);
+                counts.add(&flywheel.admit(k, step + 1, &fresh, &[], &sp.flywheel));
+                writeln!(events, "step {}: resampled {} degenerate groups", step + 1, stale.len())?;
+                for (i, group) in stale.into_iter().zip(fresh) {
+                    recognition[i] = group;
+                }
             }
         }
-        let score_s = t1.elapsed().as_secs_f64();
+        let iter_dir = run_dir.join(format!("iter-{k}"));
+        std::fs::create_dir_all(&iter_dir)?;
+        store::write(&iter_dir.join("flywheel.parquet"), &flywheel.iteration_rows(k))?;
+        let groups = to_groups(&recognition, &expression);
+        let score_s = t2.elapsed().as_secs_f64();
         drop(policy);
+        drop(rollout_model);
         let lr = learning_rate(step as usize, g.max_steps, g.warmup_steps, g.learning_rate, g.min_lr_ratio);
-        let t2 = Instant::now();
+        let t3 = Instant::now();
         let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, lr);
         model = m;
         let stats = match stats {
@@ -188,19 +280,21 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
                 bail!("{e}; the last good checkpoint in {} is kept", run_dir.join("checkpoints").display());
             }
         };
-        let update_s = t2.elapsed().as_secs_f64();
-        let rewards: Vec<f64> = groups.iter().flat_map(|g| g.samples.iter().map(|s| s.reward)).collect();
-        let lengths: Vec<f64> = groups.iter().flat_map(|g| g.samples.iter().map(|s| s.completion.len() as f64)).collect();
-        let clipped = groups.iter().flat_map(|g| &g.samples).filter(|s| s.truncated).count() as f64 / lengths.len() as f64;
-        let tokens: f64 = groups.iter().flat_map(|g| g.samples.iter().map(|s| (g.prompt.len() + s.completion.len()) as f64)).sum();
-        let group_std = groups.iter().map(|g| mean_std(&g.samples.iter().map(|s| s.reward).collect::<Vec<_>>()).1).sum::<f64>() / groups.len() as f64;
+        let update_s = t3.elapsed().as_secs_f64();
+        let samples = || groups.iter().flat_map(|g| g.samples.iter().map(move |s| (g, s)));
+        let rewards: Vec<f64> = samples().map(|(_, s)| s.reward).collect();
+        let lengths: Vec<f64> = samples().map(|(_, s)| s.completion.len() as f64).collect();
+        let clipped = samples().filter(|(_, s)| s.truncated).count() as f64 / lengths.len().max(1) as f64;
+        let tokens: f64 = samples().map(|(g, s)| (g.prompt.len() + s.completion.len()) as f64).sum();
+        let group_std = groups.iter().map(|g| mean_std(&g.samples.iter().map(|s| s.reward).collect::<Vec<_>>()).1).sum::<f64>() / groups.len().max(1) as f64;
+        let seconds = generate_s + respond_s + score_s + update_s;
         let mut values = BTreeMap::from([
             ("loss".to_string(), stats.loss),
             ("reward".into(), mean_std(&rewards).0),
             ("reward_std".into(), group_std),
             ("frac_reward_zero_std".into(), stats.frac_reward_zero_std),
             ("kl".into(), stats.loss_stats.kl),
-            ("entropy".into(), mean_std(&groups.iter().flat_map(|g| g.samples.iter().flat_map(|s| s.entropies.iter().copied())).collect::<Vec<_>>()).0),
+            ("entropy".into(), mean_std(&samples().flat_map(|(_, s)| s.entropies.iter().copied()).collect::<Vec<_>>()).0),
             ("clip_ratio/low_mean".into(), stats.loss_stats.clip_low),
             ("clip_ratio/high_mean".into(), stats.loss_stats.clip_high),
             ("completions/mean_length".into(), mean_std(&lengths).0),
@@ -208,88 +302,230 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             ("grad_norm".into(), stats.grad_norm),
             ("learning_rate".into(), lr),
             ("timing/generate".into(), generate_s),
+            ("timing/respond".into(), respond_s),
             ("timing/score".into(), score_s),
             ("timing/update".into(), update_s),
-            ("tokens_per_second".into(), tokens / (generate_s + score_s + update_s)),
+            ("tokens_per_second".into(), tokens / seconds),
+            ("selfplay/iteration".into(), f64::from(k)),
+            ("selfplay/synthetic_prompts".into(), items.recognition.iter().filter(|i| i.synthetic).count() as f64),
         ]);
-        for (name, v) in components {
-            values.insert(format!("rewards/{name}/mean"), v);
-        }
+        values.extend(role_metrics(&recognition, &expression));
+        values.extend(count_metrics(&counts));
         let row = Row { step: step + 1, values };
         let v = &row.values;
-        let (format, recognition) = (v.get("rewards/format/mean").copied().unwrap_or(0.0), v.get("rewards/recognition/mean").copied().unwrap_or(0.0));
-        bar.set_message(format!("reward {:.3}  format {format:.2}  kl {:.4}", v["reward"], v["kl"]));
+        let get = |key: &str| v.get(key).copied().unwrap_or(f64::NAN);
+        bar.set_message(format!("reward {:.3}  format {:.2}  kl {:.4}", v["reward"], get("rewards/format/mean"), v["kl"]));
         bar.inc(1);
         if options.verbose {
             bar.suspend(|| {
                 println!(
-                    "step {:>4}/{}  reward {:.3}  format {format:.2}  recognition {recognition:.3}  kl {:.4}  grad_norm {:.3}  len {:.1}  {:.1}s",
+                    "step {:>4}/{} (iteration {k})  reward {:.3}  format {:.2}  recognition {:.3}  expression {:.3}  kept {}+{}  kl {:.4}  grad_norm {:.3}  {:.1}s",
                     step + 1,
                     g.max_steps,
                     v["reward"],
+                    get("rewards/format/mean"),
+                    get("rewards/recognition/mean"),
+                    get("rewards/expression/mean"),
+                    counts.kept_recognition,
+                    counts.kept_synthetic,
                     v["kl"],
                     v["grad_norm"],
-                    v["completions/mean_length"],
-                    generate_s + score_s + update_s
+                    seconds
                 )
             });
         }
-        writeln!(events, "step {}: sample completion: {sample_text:?}", step + 1)?;
+        if let Some(s) = recognition.first().and_then(|gr| gr.samples.first().map(|s| (gr, s))) {
+            writeln!(events, "step {}: recogniser sample [gold {}]: {:?}", step + 1, s.0.item.gold, s.1.reply)?;
+        }
+        if let Some(s) = expression.first().and_then(|gr| gr.samples.first().map(|s| (gr, s))) {
+            writeln!(events, "step {}: responder sample [e* {}, heard {:?}]: {:?}", step + 1, s.0.item.emotion, s.1.rerecognised.map(|e| e.name()), s.1.turn)?;
+        }
         state.rows.push(row);
         state.step = step + 1;
         metrics_log::write(&run_dir.join("metrics.parquet"), &state.rows)?;
         if state.step % g.save_steps as u64 == 0 || state.step == g.max_steps as u64 || Some(state.step) == options.stop_after {
             checkpoint::save(&run_dir, &model, &optim, &state)?;
         }
+        if iteration_steps(g.max_steps, sp.iterations, k).1 == state.step {
+            bar.suspend(|| finish(k, &model.valid(), &state.rows, &flywheel, &mut best, &mut events))?;
+        }
     }
     if state.step < g.max_steps as u64 {
-        return Ok(Outcome { run_dir, dev_before, dev_after: None, rows: state.rows });
+        return Ok(Outcome { run_dir, dev_before, dev_after: None, iterations: Vec::new(), test: None, rows: state.rows });
     }
     bar.finish_and_clear();
+    let iterations: Vec<IterationSummary> =
+        (1..=sp.iterations).map(|k| read_json(&run_dir.join(format!("iter-{k}/summary.json")))).collect::<Result<_>>()?;
     plot_curves(&run_dir, &state.rows)?;
-    let rollout_model = model.valid();
-    let dev_after = eval(&rollout_model, &tokenizer);
+    plot_iterations(&run_dir, &dev_before, &iterations)?;
+    let dev_after = iterations.last().expect("at least one iteration").dev.clone();
     std::fs::write(run_dir.join("dev_after.json"), serde_json::to_vec_pretty(&dev_after)?)?;
     if options.verbose {
         print_dev("after", &dev_after);
     }
-    let final_model = LoadedModel { model: rollout_model, config: model_config, tokenizer };
-    final_model.export(&run_dir.join("final")).context("exporting the final model")?;
-    Ok(Outcome { run_dir, dev_before, dev_after: Some(dev_after), rows: state.rows })
+    let final_model = model.valid();
+    let test = test_best(config, &corpus, &tokenizer, &final_model, best.as_ref(), &device, &run_dir, options.verbose)?;
+    export(&final_model, &run_dir.join("final")).context("exporting the final model")?;
+    Ok(Outcome { run_dir, dev_before, dev_after: Some(dev_after), iterations, test, rows: state.rows })
 }
 
-/// Fills each sample's reward; returns the mean of each reward component and one sample text.
-pub fn score(
-    groups: &mut [Group],
-    batch: &[(usize, &RecognitionPrompt)],
+/// The iteration whose dev weighted F1 is the best so far (`best.json`; `best/` holds it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// k.
+    pub iteration: u32,
+    /// Its dev weighted F1.
+    pub weighted_f1: f64,
+}
+
+/// Test scores of the best-dev iteration's model (`test.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// Which iteration's model.
+    pub iteration: u32,
+    /// Accuracy, F1 and the rest on the test targets.
+    pub report: Report,
+}
+
+/// Evaluates the best-dev model on the test split (the final model when it is the best, else
+/// the export in `best/`); `None` when the dataset has no test targets.
+#[allow(clippy::too_many_arguments)]
+fn test_best(
+    config: &RunConfig,
     corpus: &Corpus,
     tok: &TextTokenizer,
-    config: &RunConfig,
-) -> (BTreeMap<&'static str, f64>, String) {
-    let mut sums: BTreeMap<&'static str, (f64, f64)> = BTreeMap::new();
-    let mut sample = String::new();
-    for (group, (_, prompt)) in groups.iter_mut().zip(batch) {
-        let texts: Vec<String> = group.samples.iter().map(|s| format!("{}{}", prompt.reply_prefix, tok.decode(&s.completion, true))).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let scored = score_recognition_group(&refs, &[prompt.gold], corpus.dataset.labels(), &config.rewards, None);
-        for (s, (_, b)) in group.samples.iter_mut().zip(&scored) {
-            s.reward = b.total;
-            s.consistency = b.consistency.unwrap_or(0.0);
-            for (name, v) in b.components() {
-                let e = sums.entry(name).or_default();
-                e.0 += v;
-                e.1 += 1.0;
-            }
-        }
-        if sample.is_empty() {
-            sample = format!("[gold {}] {}", prompt.gold, texts[0]);
-        }
+    final_model: &CausalLm,
+    best: Option<&Best>,
+    device: &burn::tensor::Device,
+    run_dir: &Path,
+    verbose: bool,
+) -> Result<Option<TestResult>> {
+    let mut targets = corpus.targets(Split::Test);
+    if config.eval.test_limit > 0 {
+        targets.truncate(config.eval.test_limit);
     }
-    (sums.into_iter().map(|(k, (s, n))| (k, s / n)).collect(), sample)
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let last = config.selfplay.iterations as u32;
+    let iteration = best.map_or(last, |b| b.iteration);
+    let loaded;
+    let model = if iteration == last {
+        final_model
+    } else {
+        loaded = LoadedModel::load(&ModelSource::HfDir(run_dir.join("best")), LoadOptions::default(), device).context("loading the best-dev model")?.model.valid();
+        &loaded
+    };
+    let test_prompts = prompts(corpus, &targets, &config.prompt, config.data.context_window, config.data.max_prompt_tokens, tok);
+    let (report, _) = evaluate(model, tok, &test_prompts, corpus, config.eval.max_new_tokens, config.eval.batch_size, &mut |_| ());
+    if verbose {
+        println!("test (iteration {iteration}, best dev): accuracy {:.4}  weighted F1 {:.4}  invalid {:.3}  ({} targets)", report.accuracy, report.weighted_f1, report.invalid_rate, targets.len());
+    }
+    let result = TestResult { iteration, report };
+    write_json(&run_dir.join("test.json"), &result)?;
+    Ok(Some(result))
+}
+
+/// The first and last step (from 1) of iteration `k` when `max_steps` are split evenly over
+/// `iterations`: iteration k covers steps ⌊(k−1)·n/K⌋+1 ..= ⌊k·n/K⌋.
+pub fn iteration_steps(max_steps: usize, iterations: usize, k: u32) -> (u64, u64) {
+    let bound = |j: usize| (j * max_steps / iterations.max(1)) as u64;
+    (bound(k as usize - 1) + 1, bound(k as usize))
+}
+
+/// The iteration (from 1) of step `step` (from 0).
+pub fn iteration_of(step: u64, max_steps: usize, iterations: usize) -> u32 {
+    (1..=iterations as u32).find(|k| step < iteration_steps(max_steps, iterations, *k).1).unwrap_or(iterations as u32)
+}
+
+/// The rows kept by steps ≤ `upto` in every `iter-<k>/flywheel.parquet` of the run, in order.
+fn read_flywheel(run_dir: &Path, upto: u64) -> Result<Vec<FlywheelRow>> {
+    let mut rows = Vec::new();
+    for k in 1.. {
+        let path = run_dir.join(format!("iter-{k}/flywheel.parquet"));
+        if !path.is_file() {
+            break;
+        }
+        rows.extend(store::read(&path)?.into_iter().filter(|r| r.step <= upto));
+    }
+    Ok(rows)
+}
+
+/// Iteration `k`'s summary from its metric rows, its flywheel rows and its dev result.
+fn summarise(k: u32, rows: &[Row], flywheel: &Flywheel, steps: (u64, u64), dev: DevResult) -> IterationSummary {
+    let mine: Vec<&Row> = rows.iter().filter(|r| (steps.0..=steps.1).contains(&r.step)).collect();
+    let mean = |key: &str| {
+        let v: Vec<f64> = mine.iter().filter_map(|r| r.values.get(key).copied()).collect();
+        if v.is_empty() { f64::NAN } else { mean_std(&v).0 }
+    };
+    IterationSummary {
+        iteration: k,
+        steps,
+        kept: counts_from_metrics(mine.iter().map(|r| &r.values)),
+        flywheel_rows: flywheel.iteration_rows(k).len(),
+        synthetic_prompts: mine.iter().map(|r| r.values.get("selfplay/synthetic_prompts").copied().unwrap_or(0.0) as usize).sum(),
+        reward_recogniser: mean("reward/recogniser"),
+        reward_responder: mean("reward/responder"),
+        expression: mean("rewards/expression/mean"),
+        dev,
+    }
+}
+
+/// Ids of warm-start rationale items (apart from every rollout item's).
+const RATIONALE_IDS: usize = 1 << 42;
+
+/// The warm start's rationales as JSON lines: source, gold, rationale, re-prediction, kept.
+fn write_rationales(path: &Path, written: &[Rationale]) -> Result<()> {
+    let mut text = String::new();
+    for r in written {
+        let line = serde_json::json!({
+            "source": r.item.source, "gold": r.item.gold.name(), "rationale": r.text,
+            "repredicted": r.repredicted.map(|e| e.name()), "kept": r.kept(),
+        });
+        text.push_str(&format!("{line}\n"));
+    }
+    selfemo_datasets::atomic::write_atomically(path, |f| f.write_all(text.as_bytes())).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)?;
+    selfemo_datasets::atomic::write_atomically(path, |f| f.write_all(&bytes)).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Dev accuracy and weighted F1 per iteration (0 = before training) and the flywheel's kept
+/// counts per iteration, as `plots/iterations.png` and `plots/flywheel.png`.
+fn plot_iterations(run_dir: &Path, before: &DevResult, iterations: &[IterationSummary]) -> Result<()> {
+    let dir = run_dir.join("plots");
+    std::fs::create_dir_all(&dir)?;
+    let dev = |name: &str, f: &dyn Fn(&DevResult) -> f64| Series {
+        name: name.into(),
+        points: std::iter::once((0.0, f(before))).chain(iterations.iter().map(|s| (f64::from(s.iteration), f(&s.dev)))).collect(),
+    };
+    line_chart(
+        &dir.join("iterations.png"),
+        "dev scores per self-play iteration (0 = before)",
+        "iteration",
+        &[dev("accuracy", &|d| d.report.accuracy), dev("weighted F1", &|d| d.report.weighted_f1), dev("reward", &|d| d.reward)],
+    )?;
+    let kept = |name: &str, f: &dyn Fn(&IterationSummary) -> usize| Series {
+        name: name.into(),
+        points: iterations.iter().map(|s| (f64::from(s.iteration), f(s) as f64)).collect(),
+    };
+    line_chart(
+        &dir.join("flywheel.png"),
+        "flywheel rows kept per iteration",
+        "iteration",
+        &[kept("recognition", &|s| s.kept.kept_recognition), kept("synthetic", &|s| s.kept.kept_synthetic), kept("duplicates", &|s| s.kept.duplicates)],
+    )?;
+    Ok(())
 }
 
 /// PNG curves of the run in `plots/`: reward (with its components), KL and loss per step.
-fn plot_curves(run_dir: &std::path::Path, rows: &[Row]) -> Result<()> {
+fn plot_curves(run_dir: &Path, rows: &[Row]) -> Result<()> {
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;
     let series = |name: &str, key: &str| Series {
@@ -310,38 +546,3 @@ fn print_dev(when: &str, r: &DevResult) {
     println!("dev {when}: reward {:.4}  accuracy {:.4}  weighted F1 {:.4}  invalid {:.3}", r.reward, s.accuracy, s.weighted_f1, s.invalid_rate);
 }
 
-/// Dynamic sampling: each group whose rewards are all equal is replaced by a group of a fresh
-/// prompt from `reserve` (one round; ids after the `first_id` run prompts, so seeds differ).
-/// Returns how many were replaced.
-#[allow(clippy::too_many_arguments)]
-fn resample_degenerate(
-    groups: &mut [Group],
-    step: u64,
-    reserve: &[RecognitionPrompt],
-    first_id: usize,
-    policy: &CausalLm,
-    corpus: &Corpus,
-    tok: &TextTokenizer,
-    config: &RunConfig,
-) -> usize {
-    let equal = |g: &Group| g.samples.iter().all(|s| (s.reward - g.samples[0].reward).abs() <= 1e-12);
-    let stale: Vec<usize> = (0..groups.len()).filter(|i| equal(&groups[*i])).collect();
-    if stale.is_empty() {
-        return 0;
-    }
-    let batch: Vec<(usize, &RecognitionPrompt)> = (0..stale.len())
-        .map(|j| {
-            let k = (step as usize * config.grpo.prompts_per_step + j) % reserve.len();
-            (first_id + k, &reserve[k])
-        })
-        .collect();
-    let ids: Vec<(usize, Vec<u32>)> = batch.iter().map(|(k, p)| (*k, p.ids.clone())).collect();
-    let g = &config.grpo;
-    let mut fresh = rollout(policy, &ids, g.num_generations, &g.sampling(), config.seed, step, &tok.eos_ids, tok.pad_id);
-    score(&mut fresh, &batch, corpus, tok, config);
-    let n = stale.len();
-    for (i, group) in stale.into_iter().zip(fresh) {
-        groups[i] = group;
-    }
-    n
-}

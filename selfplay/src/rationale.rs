@@ -1,0 +1,71 @@
+//! Self-written rationales for the warm start (EmoPrompt / STaR style): the policy explains a
+//! given gold label, then re-predicts the label without it from its own explanation; only
+//! rationales whose label-free re-prediction is the gold label are kept for SFT.
+
+use crate::items::RecognitionItem;
+use crate::policy::{Policy, sample_seed};
+use crate::rollout::Roles;
+use selfemo_datasets::Emotion;
+
+/// One rationale and its check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rationale {
+    /// The recognition item it explains.
+    pub item: RecognitionItem,
+    /// The explanation (the `<think>` text), one line.
+    pub text: String,
+    /// The label the recogniser gives after reading `text` in its own reply, without the hint.
+    pub repredicted: Option<Emotion>,
+}
+
+impl Rationale {
+    /// Kept when the label-free re-prediction is the gold label (and there is an explanation).
+    pub fn kept(&self) -> bool {
+        !self.text.is_empty() && self.repredicted == Some(self.item.gold)
+    }
+
+    /// The SFT completion after a recogniser prompt that ends with `<think>`.
+    pub fn completion(&self) -> String {
+        format!("{}</think><answer>{}</answer>", self.text, self.item.gold)
+    }
+}
+
+/// The rationale text of a completion: up to `</think>`, first line, trimmed.
+fn explanation(completion: &str) -> String {
+    let before = completion.split("</think>").next().unwrap_or("");
+    before.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+}
+
+/// For each item, one sampled rationale written with `hint` (its `{emotion}` filled with the
+/// gold label) appended to the recogniser's user message and the reply opened with `<think>`;
+/// then, in one scoring pass, the label-free re-prediction after `<think>{rationale}</think><answer>`.
+pub fn rationales(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionItem], hint: &str, seed: u64) -> Vec<Rationale> {
+    let prompts: Vec<_> = items
+        .iter()
+        .map(|item| {
+            let mut p = roles.recognition_prompt(policy, item);
+            p.user.push_str(&hint.replace("{emotion}", item.gold.name()));
+            p.reply_prefix = "<think>".into();
+            p
+        })
+        .collect();
+    let seeds: Vec<Vec<u64>> = items.iter().map(|i| vec![sample_seed(seed, u64::MAX, i.id, 0)]).collect();
+    let texts: Vec<String> = policy.generate(&prompts, &seeds).into_iter().map(|c| c.first().map_or(String::new(), |c| explanation(&c.text))).collect();
+    let checks: Vec<_> = items
+        .iter()
+        .zip(&texts)
+        .map(|(item, text)| {
+            let mut p = roles.recognition_prompt(policy, item);
+            p.reply_prefix = format!("<think>{text}</think><answer>");
+            p
+        })
+        .collect();
+    let names: Vec<&str> = roles.labels.emotions().map(|e| e.name()).collect();
+    let scores = policy.score(&checks, &names);
+    items
+        .iter()
+        .zip(texts)
+        .zip(scores)
+        .map(|((item, text), s)| Rationale { item: item.clone(), text, repredicted: roles.best_label(&s) })
+        .collect()
+}
