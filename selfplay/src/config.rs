@@ -25,6 +25,11 @@ pub struct SelfPlayConfig {
     pub responder: ResponderPrompt,
     /// Keep-rules.
     pub flywheel: FlywheelConfig,
+    /// SFT steps at the start of each iteration k ≥ 2 on the recognition rows iteration k−1
+    /// kept (their own completions: the kept rationales), 8 per step (default 0 = off).
+    pub sft_steps: usize,
+    /// Learning rate of those SFT steps (default 1e-4).
+    pub sft_learning_rate: f64,
 }
 
 impl Default for SelfPlayConfig {
@@ -36,6 +41,8 @@ impl Default for SelfPlayConfig {
             rerecognition_prefix: "<think>I read the last line in context.</think><answer>".into(),
             responder: ResponderPrompt::default(),
             flywheel: FlywheelConfig::default(),
+            sft_steps: 0,
+            sft_learning_rate: 1e-4,
         }
     }
 }
@@ -51,6 +58,9 @@ impl SelfPlayConfig {
         }
         if !self.rerecognition_prefix.trim_end().ends_with("<answer>") {
             return Err(format!("selfplay.rerecognition_prefix must end with <answer> (the label is scored after it), got {:?}", self.rerecognition_prefix));
+        }
+        if !(self.sft_learning_rate > 0.0 && self.sft_learning_rate.is_finite()) {
+            return Err(format!("selfplay.sft_learning_rate must be > 0, got {}", self.sft_learning_rate));
         }
         self.flywheel.validate()
     }

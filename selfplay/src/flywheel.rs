@@ -278,6 +278,25 @@ impl Flywheel {
         self.rows.iter().filter(|r| r.iteration == k).cloned().collect()
     }
 
+    /// Recognition rows kept in iteration `k`, as (item, completion after the reply prefix
+    /// `reply_prefix`): the next iteration's SFT examples (the kept rationales). Rows whose
+    /// label is not in `labels`, or whose completion does not start with the prefix, are skipped.
+    pub fn recognition_examples(&self, k: u32, labels: &LabelSet, reply_prefix: &str, first_id: u64) -> Vec<(RecognitionItem, String)> {
+        self.rows
+            .iter()
+            .filter(|r| r.kind == Kind::Recognition && r.iteration == k)
+            .filter_map(|r| {
+                let gold = labels.parse(&r.label)?;
+                let completion = r.completion.strip_prefix(reply_prefix)?.to_string();
+                let mut turns = r.context.clone();
+                turns.push(Utterance { speaker: r.speaker.clone(), text: r.turn.clone(), label: Some(gold) });
+                Some((r.source.clone(), turns, gold, completion))
+            })
+            .enumerate()
+            .map(|(i, (source, turns, gold, completion))| (RecognitionItem { id: first_id + i as u64, source, turns, gold, synthetic: false }, completion))
+            .collect()
+    }
+
     /// Synthetic turns kept before iteration `k`, as recognition items (gold = e*), with ids
     /// from `first_id` on. Rows whose label is not in `labels` are skipped.
     pub fn synthetic_items(&self, k: u32, labels: &LabelSet, first_id: u64) -> Vec<RecognitionItem> {

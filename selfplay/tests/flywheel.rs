@@ -179,6 +179,16 @@ fn store_round_trips_and_synthetic_turns_become_next_iteration_items() {
         assert_eq!(item.window().context.len(), row.context.len());
     }
     assert_eq!(synthetic.iter().map(|i| i.id).collect::<Vec<_>>(), (100..100 + synthetic.len() as u64).collect::<Vec<_>>());
+    // ... and its kept recognition rows are iteration 2's SFT examples: the item and the
+    // completion after the reply prefix.
+    let examples = next.recognition_examples(1, Dataset::Meld.labels(), "<think>", 0);
+    let kept: Vec<_> = rows.iter().filter(|r| r.kind == Kind::Recognition).collect();
+    assert_eq!(examples.len(), kept.len());
+    for ((item, completion), row) in examples.iter().zip(kept) {
+        assert_eq!(format!("<think>{completion}"), row.completion);
+        assert_eq!((item.gold.name(), item.window().target.text.as_str()), (row.label.as_str(), row.turn.as_str()));
+    }
+    assert!(next.recognition_examples(2, Dataset::Meld.labels(), "<think>", 0).is_empty());
     let again = recognise(&p, &roles, &synthetic, 2, 9, 1);
     assert!(again.iter().all(|g| g.prompt.user.contains(&g.item.turns.last().unwrap().text)));
 }

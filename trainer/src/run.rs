@@ -238,6 +238,20 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         if pool.0 != k {
             pool = (k, flywheel.synthetic_items(k, corpus.dataset.labels(), SYNTHETIC_IDS + (u64::from(k) << 24)));
         }
+        if k > 1 && sp.sft_steps > 0 && step + 1 == iteration_steps(g.max_steps, sp.iterations, k).0 {
+            // The kept rationales of iteration k−1, trained on before iteration k's first step.
+            let kept = flywheel.recognition_examples(k - 1, corpus.dataset.labels(), &config.prompt.reply_prefix, SYNTHETIC_IDS + (u64::from(k) << 24) + (1 << 23));
+            let examples: Vec<Example> = {
+                let m = model.valid();
+                let policy = ModelPolicy { model: &m, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size };
+                let prompt_ids = |item: &RecognitionItem| tokenizer.encode(&render(&tokenizer, &roles.recognition_prompt(&policy, item)));
+                kept.iter().map(|(item, completion)| (prompt_ids(item), completion_ids(completion, &tokenizer))).collect()
+            };
+            let settings = crate::config::WarmStartSection { steps: sp.sft_steps, learning_rate: sp.sft_learning_rate, ..Default::default() };
+            let (m, losses) = warm_start(model, &mut g.adamw.build(), &examples, &tokenizer, &settings)?;
+            model = m;
+            writeln!(events, "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:?}", losses.len(), examples.len(), k - 1, losses.first().zip(losses.last()))?;
+        }
         let items = step_items(step, g.prompts_per_step, &real, &pool.1, sp, &corpus, w, config.seed);
         let t0 = Instant::now();
         let rollout_model = model.valid(); // π_old: both roles, and the refill of degenerate groups

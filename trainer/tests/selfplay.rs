@@ -16,8 +16,9 @@ fn config(dir: &Path, name: &str) -> Option<RunConfig> {
          [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n\
          [grpo]\nnum_generations = 3\nprompts_per_step = 2\nmax_steps = 4\nmax_completion_length = 8\nlearning_rate = 1e-3\nsave_steps = 4\ntemperature = 1.5\n\
          [eval]\ndev_limit = 2\nmax_new_tokens = 4\ntest_limit = 2\n\
-         [selfplay]\niterations = 2\nresponder_prompts_per_step = 2\nsynthetic_share = 0.5\n\
-         [selfplay.flywheel]\ntau_u = 1.0\ntau_e = 0.0\nmax_per_source = 2\n",
+         [selfplay]\niterations = 2\nresponder_prompts_per_step = 2\nsynthetic_share = 0.5\nsft_steps = 1\n\
+         [selfplay.flywheel]\ntau_u = 1.0\ntau_e = 0.0\nmax_per_source = 2\n\
+         [warm_start]\nsteps = 1\nbatch_size = 3\nkind = \"rationale\"\n",
         dir.display()
     );
     let c: RunConfig = toml::from_str(&text).unwrap();
@@ -87,6 +88,16 @@ fn pipeline_writes_flywheel_rows_that_satisfy_the_keep_rules() {
     }
     let test = out.test.expect("a test evaluation");
     assert_eq!(test.report.per_class.iter().map(|c| c.support).sum::<usize>(), 2, "test_limit targets");
+
+    // The rationale warm start: every self-written rationale listed, kept exactly when its
+    // label-free re-prediction is the gold label.
+    let listed = std::fs::read_to_string(out.run_dir.join("warm_start_rationales.jsonl")).unwrap();
+    let listed: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed.len(), 3);
+    for r in &listed {
+        let agrees = r["repredicted"] == r["gold"] && r["rationale"] != "";
+        assert_eq!(r["kept"].as_bool().unwrap(), agrees, "{r}");
+    }
 
     // Same seed, same config: the same flywheel files and metrics.
     let again = train(&RunConfig { name: "sp-again".into(), ..c }, TrainOptions::default()).unwrap();
