@@ -4,7 +4,8 @@
 
 use crate::items::RecognitionItem;
 use crate::rollout::{ExpressionGroup, RecognitionGroup};
-use selfemo_datasets::{LabelSet, Utterance};
+use selfemo_datasets::{Emotion, LabelSet, Utterance};
+use selfemo_rewards::RewardBreakdown;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -205,32 +206,38 @@ impl Flywheel {
         config: &FlywheelConfig,
     ) -> FilterCounts {
         let mut counts = FilterCounts::default();
+        // The fields every row of a group shares; turn, completion and prediction per sample.
+        let base = |kind, source: &str, context: &[Utterance], speaker: &str, label: Emotion, prompt, reward: &RewardBreakdown| FlywheelRow {
+            iteration,
+            step,
+            kind,
+            source: source.into(),
+            context: unlabelled(context),
+            speaker: speaker.into(),
+            turn: String::new(),
+            label: label.name().into(),
+            prompt: prompt_text(prompt),
+            completion: String::new(),
+            prediction: String::new(),
+            reward_format: reward.format,
+            reward_recognition: reward.recognition,
+            reward_expression: reward.expression,
+            reward_consistency: reward.consistency,
+            reward_total: reward.total,
+        };
         for group in recognition {
             let window = group.item.window();
             for s in &group.samples {
                 counts.recognition_seen += 1;
-                let r_u = s.reward.recognition.unwrap_or(0.0);
-                if s.reward.format < 1.0 || r_u < config.tau_u {
+                if s.reward.format < 1.0 || s.reward.recognition.unwrap_or(0.0) < config.tau_u {
                     counts.recognition_below_tau += 1;
                     continue;
                 }
                 let row = FlywheelRow {
-                    iteration,
-                    step,
-                    kind: Kind::Recognition,
-                    source: group.item.source.clone(),
-                    context: unlabelled(window.context),
-                    speaker: window.target.speaker.clone(),
                     turn: window.target.text.clone(),
-                    label: group.item.gold.name().into(),
-                    prompt: prompt_text(&group.prompt),
                     completion: s.reply.clone(),
                     prediction: s.prediction.iter().map(|e| e.name()).collect::<Vec<_>>().join(", "),
-                    reward_format: s.reward.format,
-                    reward_recognition: s.reward.recognition,
-                    reward_expression: None,
-                    reward_consistency: s.reward.consistency,
-                    reward_total: s.reward.total,
+                    ..base(Kind::Recognition, &group.item.source, window.context, &window.target.speaker, group.item.gold, &group.prompt, &s.reward)
                 };
                 self.offer(row, config.max_per_source, &mut counts);
             }
@@ -239,28 +246,15 @@ impl Flywheel {
             let agrees = group.mean_expression() >= config.tau_e;
             for s in &group.samples {
                 counts.synthetic_seen += 1;
-                let r_e = s.reward.expression.unwrap_or(0.0);
-                if !agrees || r_e < config.tau_e || s.turn.is_empty() {
+                if !agrees || s.reward.expression.unwrap_or(0.0) < config.tau_e || s.turn.is_empty() {
                     counts.synthetic_below_tau += 1;
                     continue;
                 }
                 let row = FlywheelRow {
-                    iteration,
-                    step,
-                    kind: Kind::Synthetic,
-                    source: group.item.source.clone(),
-                    context: unlabelled(&group.item.turns),
-                    speaker: group.item.speaker.clone(),
                     turn: s.turn.clone(),
-                    label: group.item.emotion.name().into(),
-                    prompt: prompt_text(&group.prompt),
                     completion: s.completion.text.clone(),
                     prediction: s.rerecognised.map_or(String::new(), |e| e.name().to_string()),
-                    reward_format: s.reward.format,
-                    reward_recognition: None,
-                    reward_expression: s.reward.expression,
-                    reward_consistency: None,
-                    reward_total: s.reward.total,
+                    ..base(Kind::Synthetic, &group.item.source, &group.item.turns, &group.item.speaker, group.item.emotion, &group.prompt, &s.reward)
                 };
                 self.offer(row, config.max_per_source, &mut counts);
             }
