@@ -222,3 +222,66 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
     println!("wrote {}", args.out.display());
     Ok(())
 }
+
+/// Options of `selfemo probe faithfulness`.
+#[derive(Args)]
+pub struct FaithArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Targets answered per generation batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Greedy tokens per answer (rationale and answer).
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Take the recogniser prompt from a run config (its reply prefix must end with `<think>`).
+    #[arg(long)]
+    pub prompt_from: Option<PathBuf>,
+    /// JSON report.
+    #[arg(long, default_value = "faithfulness.json")]
+    pub out: PathBuf,
+}
+
+/// Runs the faithfulness probe per dataset and prints EPC and EEA.
+pub fn faithfulness(args: FaithArgs) -> Result<()> {
+    use selfemo_selfplay::{RecognitionItem, ResponderPrompt, Roles};
+    use selfemo_trainer::faithfulness::{JudgePrompt, probe, report};
+    let t = &args.targets;
+    let template = match &args.prompt_from {
+        Some(p) => selfemo_trainer::config::RunConfig::load(p).map_err(anyhow::Error::msg)?.prompt,
+        None => RecogniserPrompt::default(),
+    };
+    anyhow::ensure!(template.reply_prefix.trim_end().ends_with("<think>"), "the recogniser's reply prefix must end with <think> so it writes a rationale, got {:?}", template.reply_prefix);
+    let m = t.load_model()?;
+    let policy = selfemo_trainer::policy::ModelPolicy {
+        model: &m.model,
+        tok: &m.tokenizer,
+        sampling: selfemo_model::SamplingConfig::greedy(args.max_new_tokens),
+        score_rows: args.batch,
+    };
+    let (responder, rewards) = (ResponderPrompt::default(), selfemo_rewards::RewardConfig::default());
+    let mut reports = serde_json::Map::new();
+    println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9}", "dataset", "targets", "rationales", "EPC", "EEA", "accuracy");
+    for (corpus, targets) in t.datasets()? {
+        let d = corpus.dataset;
+        let roles = Roles { recogniser: &template, responder: &responder, rerecognition_prefix: "<answer>", labels: d.labels(), rewards: &rewards, max_prompt_tokens: t.max_prompt_tokens };
+        let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, x)| RecognitionItem::from_target(&corpus, *x, t.context_window, k as u64)).collect();
+        let started = Instant::now();
+        let bar = progress_bar(d.name(), items.len());
+        let mut answers = Vec::with_capacity(items.len());
+        for chunk in items.chunks(args.batch.max(1)) {
+            answers.extend(probe(&policy, &roles, chunk, &JudgePrompt::default()));
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        let r = report(&answers);
+        let share = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9.4}", d.name(), r.targets, r.rationales, share(r.epc), share(r.eea), r.accuracy);
+        let mut value = serde_json::to_value(&r)?;
+        value["seconds"] = started.elapsed().as_secs_f64().into();
+        reports.insert(d.name().to_string(), value);
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -3,6 +3,7 @@
 //! lives beside this library.
 
 pub mod config;
+pub mod faithfulness;
 pub mod checkpoint;
 pub mod grpo;
 pub mod hallucination;

@@ -52,13 +52,16 @@ enum ProbeCommand {
     /// Yes/no questions per target about the gold label and a confusable one (EmotionHallucer):
     /// basic, hallucinated and pair accuracy, yes-bias and false-positive ratio.
     Hallucination(cli_eval::ProbeArgs),
+    /// The recogniser answers with a rationale and judges it (ERV): EPC (judged emotion =
+    /// prediction) and EEA (judged emotion = gold).
+    Faithfulness(cli_eval::FaithArgs),
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Prefill, decode (batch 1 and 8) and forward+backward throughput of the policy.
     Model(bench::BenchModelArgs),
-    /// One full SELF-GRPO step (rollout, scoring, update) by phase, and the update's share of peak.
+    /// One full self-play SELF-GRPO step (both roles' rollouts, update) by phase, and the update's share of peak.
     Train(bench_train::BenchTrainArgs),
 }
 
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Eval(args) => cli_eval::run(args),
         Command::Probe(ProbeCommand::Hallucination(args)) => cli_eval::hallucination(args),
+        Command::Probe(ProbeCommand::Faithfulness(args)) => cli_eval::faithfulness(args),
         Command::FetchModel => cli_model::fetch_model(),
         Command::Generate(args) => cli_model::generate(args),
         Command::Steer(cmd) => cli_steer::run(cmd),

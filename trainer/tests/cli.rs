@@ -68,3 +68,32 @@ fn bench_train_reports_every_phase_and_the_update_share_of_peak() {
     let share = report["update_fraction_of_peak"].as_f64().unwrap();
     assert!(share > 0.0 && share < 1.5, "{report}");
 }
+
+#[test]
+fn faithfulness_probe_reports_epc_and_eea() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("run.toml");
+    std::fs::write(&bad, "name = \"x\"\n[prompt]\nreply_prefix = \"<answer>\"\n").unwrap();
+    let (ok, _, err) = selfemo(&["probe", "faithfulness", "--prompt-from", bad.to_str().unwrap()]);
+    assert!(!ok && err.contains("must end with <think>"), "{err}");
+    if selfemo_model::fetch::default_model_for_tests().is_none() {
+        return;
+    }
+    let out = dir.path().join("faith.json");
+    let args = ["probe", "faithfulness", "--dataset", "meld", "--limit", "2", "--max-new-tokens", "12", "--out", out.to_str().unwrap()];
+    let (ok, stdout, err) = selfemo(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("EPC") && stdout.contains("EEA"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let meld = &report["meld"];
+    assert_eq!(meld["targets"], 2);
+    let (rationales, predicted) = (meld["rationales"].as_u64().unwrap(), meld["predicted"].as_u64().unwrap());
+    assert!(predicted <= rationales && rationales <= 2);
+    assert!((0.0..=1.0).contains(&meld["accuracy"].as_f64().unwrap()), "{meld}");
+    for (k, denominator) in [("epc", predicted), ("eea", rationales)] {
+        match meld[k].as_f64() {
+            Some(v) => assert!(denominator > 0 && (0.0..=1.0).contains(&v), "{k}: {meld}"),
+            None => assert!(denominator == 0 && meld[k].is_null(), "{k}: {meld}"),
+        }
+    }
+}
