@@ -33,7 +33,8 @@ pub fn left_pad(rows: &[Vec<u32>], pad: u32, device: &Device) -> (Tensor<2, Int>
 }
 
 /// Generates one completion per prompt. `seeds[i]` seeds row i; `eos` ends a row;
-/// `steer[l]` `[d]` is added to layer l's attention output at the last position of every step.
+/// `steer[l]` `[rows, d]` (one row for all, or one per prompt) is added to layer l's attention
+/// output at the last position of every step.
 pub fn generate(
     model: &CausalLm,
     prompts: &[Vec<u32>],
@@ -41,7 +42,7 @@ pub fn generate(
     seeds: &[u64],
     eos: &[u32],
     pad: u32,
-    steer: Option<&[Tensor<1>]>,
+    steer: Option<&[Tensor<2>]>,
 ) -> Vec<Generation> {
     let b = prompts.len();
     let mut out: Vec<Generation> = vec![Generation { tokens: Vec::new(), logprobs: Vec::new(), entropies: Vec::new(), finished: false }; b];
@@ -80,7 +81,7 @@ pub fn generate(
 }
 
 /// Runs `ids` through the model (growing the cache) and returns the last position's logits, row-major `[batch · V]`.
-fn last_logits(model: &CausalLm, ids: Tensor<2, Int>, valid: &[Vec<bool>], cache: &mut KvCache, steer: Option<&[Tensor<1>]>) -> Vec<f32> {
+fn last_logits(model: &CausalLm, ids: Tensor<2, Int>, valid: &[Vec<bool>], cache: &mut KvCache, steer: Option<&[Tensor<2>]>) -> Vec<f32> {
     let [b, t] = ids.dims();
     let h = model.hidden(ids, valid, Some(cache), steer);
     let d = h.dims()[2];

@@ -173,15 +173,16 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// x `[batch, seq, d]` → `[batch, seq, d]`. `steer` `[d]` is added to the attention output
-    /// at the last position when given; `tap` receives the attention output at the last
+    /// x `[batch, seq, d]` → `[batch, seq, d]`. `steer` `[rows, d]` (rows = 1 for every row
+    /// alike, or `batch`, one vector per row) is added to the attention output at the last
+    /// position when given; `tap` receives the attention output at the last
     /// position, `[batch, d]` (before steering), when given.
     pub fn forward(
         &self,
         x: Tensor<3>,
         ctx: &AttentionContext,
         cache: Option<&mut LayerCache>,
-        steer: Option<&Tensor<1>>,
+        steer: Option<&Tensor<2>>,
         tap: Option<&mut Vec<Tensor<2>>>,
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
@@ -190,7 +191,7 @@ impl DecoderLayer {
             tap.push(attn.clone().slice([0..b, t - 1..t, 0..d]).reshape([b, d]));
         }
         if let Some(s) = steer {
-            let last = attn.clone().slice([0..b, t - 1..t, 0..d]) + s.clone().unsqueeze::<3>();
+            let last = attn.clone().slice([0..b, t - 1..t, 0..d]) + s.clone().unsqueeze_dim::<3>(1);
             attn = attn.slice_assign([0..b, t - 1..t, 0..d], last);
         }
         let x = x + attn;

@@ -128,7 +128,7 @@ impl LoadedModel {
 
     /// Generates replies to chat prompts (one per prompt), decoded without special tokens;
     /// `steer[l]` is added to layer l's attention output at the last position of every step.
-    pub fn chat(&self, prompts: &[Vec<Message>], sampling: &SamplingConfig, seed: u64, steer: Option<&[burn::tensor::Tensor<1>]>) -> Vec<(String, Generation)> {
+    pub fn chat(&self, prompts: &[Vec<Message>], sampling: &SamplingConfig, seed: u64, steer: Option<&[burn::tensor::Tensor<2>]>) -> Vec<(String, Generation)> {
         let ids: Vec<Vec<u32>> = prompts.iter().map(|m| self.tokenizer.encode(&self.tokenizer.chat_prompt(m))).collect();
         let seeds: Vec<u64> = (0..ids.len() as u64).map(|i| seed.wrapping_add(i)).collect();
         generate(&self.model, &ids, sampling, &seeds, &self.tokenizer.eos_ids, self.tokenizer.pad_id, steer)

@@ -90,8 +90,9 @@ impl CausalLm {
     /// `[batch, seq]` whose real tokens are marked by `valid` (per row, per position).
     ///
     /// With a cache, `tokens` continue the cached sequence and the cache grows by `seq`.
-    /// `steer[l]` `[d]`, when given, is added to layer l's attention output at the last position.
-    pub fn hidden(&self, tokens: Tensor<2, Int>, valid: &[Vec<bool>], cache: Option<&mut KvCache>, steer: Option<&[Tensor<1>]>) -> Tensor<3> {
+    /// `steer[l]` `[rows, d]` (rows = 1 or the batch), when given, is added to layer l's
+    /// attention output at the last position.
+    pub fn hidden(&self, tokens: Tensor<2, Int>, valid: &[Vec<bool>], cache: Option<&mut KvCache>, steer: Option<&[Tensor<2>]>) -> Tensor<3> {
         self.hidden_tapped(tokens, valid, cache, steer, None)
     }
 
@@ -109,7 +110,7 @@ impl CausalLm {
         tokens: Tensor<2, Int>,
         valid: &[Vec<bool>],
         cache: Option<&mut KvCache>,
-        steer: Option<&[Tensor<1>]>,
+        steer: Option<&[Tensor<2>]>,
         tap: Option<&mut Vec<Tensor<2>>>,
     ) -> Tensor<3> {
         let [b, t] = tokens.dims();
@@ -191,7 +192,7 @@ impl CausalLm {
         positions: &[Vec<usize>],
         mask: Option<Tensor<4, Bool>>,
         cache: &mut KvCache,
-        steer: Option<&[Tensor<1>]>,
+        steer: Option<&[Tensor<2>]>,
         mut tap: Option<&mut Vec<Tensor<2>>>,
     ) -> Tensor<3> {
         let device = x.device();

@@ -78,9 +78,28 @@ impl EmotionVectors {
         self.vectors.first().map_or(0, Vec::len)
     }
 
-    /// The per-layer steering vectors Σ_e α_e EV_e^l for a mixture `(emotion, α)`; an unknown
-    /// emotion is an error naming the ones there are.
-    pub fn mix(&self, mixture: &[(String, f64)], device: &Device) -> Result<Vec<Tensor<1>>, String> {
+    /// The per-layer steering vectors Σ_e α_e EV_e^l for a mixture `(emotion, α)`, each `[1, d]`
+    /// (one row: every generated row alike); an unknown emotion is an error naming the ones
+    /// there are.
+    pub fn mix(&self, mixture: &[(String, f64)], device: &Device) -> Result<Vec<Tensor<2>>, String> {
+        self.mix_rows(std::slice::from_ref(&mixture.to_vec()), device)
+    }
+
+    /// One mixture per generated row: per layer a `[rows, d]` tensor whose row i is
+    /// Σ_e α_e EV_e^l of `mixtures[i]` (an empty mixture is a zero row: no steering).
+    pub fn mix_rows(&self, mixtures: &[Vec<(String, f64)>], device: &Device) -> Result<Vec<Tensor<2>>, String> {
+        let d = self.vectors.first().and_then(|v| v.first()).map_or(0, Vec::len);
+        let rows = mixtures.len();
+        let mut layers = vec![vec![0.0f32; rows * d]; self.num_layers()];
+        for (r, mixture) in mixtures.iter().enumerate() {
+            for (l, layer) in self.mix_one(mixture)?.into_iter().enumerate() {
+                layers[l][r * d..(r + 1) * d].copy_from_slice(&layer);
+            }
+        }
+        Ok(layers.into_iter().map(|v| Tensor::from_data(TensorData::new(v, [rows, d]), device)).collect())
+    }
+
+    fn mix_one(&self, mixture: &[(String, f64)]) -> Result<Vec<Vec<f32>>, String> {
         let d = self.vectors.first().and_then(|v| v.first()).map_or(0, Vec::len);
         let mut sum = vec![vec![0.0f32; d]; self.num_layers()];
         for (name, alpha) in mixture {
@@ -89,7 +108,7 @@ impl EmotionVectors {
                 acc.iter_mut().zip(v).for_each(|(a, x)| *a += *alpha as f32 * x);
             }
         }
-        Ok(sum.into_iter().map(|v| Tensor::from_data(TensorData::new(v, [d]), device)).collect())
+        Ok(sum)
     }
 
     /// Writes a safetensors file: one `[layers, d]` f32 tensor per emotion, and the model name,

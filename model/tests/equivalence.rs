@@ -108,11 +108,20 @@ fn steering_with_zero_vectors_is_bit_identical_and_touches_only_the_last_positio
     let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81], [1, 4]), &Device::flex());
     let valid = vec![vec![true; 4]];
     let plain: Vec<f32> = model.hidden(ids.clone(), &valid, None, None).into_data().try_to_vec().unwrap();
-    let zeros: Vec<Tensor<1>> = (0..2).map(|_| Tensor::zeros([32], &Device::flex())).collect();
+    let zeros: Vec<Tensor<2>> = (0..2).map(|_| Tensor::zeros([1, 32], &Device::flex())).collect();
     let steered_zero: Vec<f32> = model.hidden(ids.clone(), &valid, None, Some(&zeros)).into_data().try_to_vec().unwrap();
     assert_eq!(plain, steered_zero, "alpha = 0 is exactly no steering");
-    let push: Vec<Tensor<1>> = (0..2).map(|_| Tensor::ones([32], &Device::flex()) * 0.5).collect();
+    let push: Vec<Tensor<2>> = (0..2).map(|_| Tensor::ones([1, 32], &Device::flex()) * 0.5).collect();
     let steered: Vec<f32> = model.hidden(ids, &valid, None, Some(&push)).into_data().try_to_vec().unwrap();
     assert_eq!(plain[..3 * 32], steered[..3 * 32], "earlier positions are untouched");
     assert!(plain[3 * 32..].iter().zip(&steered[3 * 32..]).any(|(a, b)| (a - b).abs() > 1e-3), "the last position moves");
+
+    // One vector per row: a batch of the same prompt, row 0 unsteered, row 1 pushed, equals
+    // each run alone.
+    let both = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81, 3, 9, 27, 81], [2, 4]), &Device::flex());
+    let per_row: Vec<Tensor<2>> = (0..2).map(|_| Tensor::cat(vec![Tensor::zeros([1, 32], &Device::flex()), Tensor::ones([1, 32], &Device::flex()) * 0.5], 0)).collect();
+    let rows: Vec<f32> = model.hidden(both, &[vec![true; 4], vec![true; 4]], None, Some(&per_row)).into_data().try_to_vec().unwrap();
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(&rows[..4 * 32], &plain), "row 0 is unsteered");
+    assert!(close(&rows[4 * 32..], &steered), "row 1 is steered alone");
 }

@@ -29,7 +29,7 @@ fn vectors_are_deterministic_round_trip_and_alpha_zero_changes_nothing() {
 
     let device = Device::flex();
     let prompt = vec![m.tokenizer.encode(&m.tokenizer.chat_prompt(&[selfemo_model::Message::new("user", "How was your day?")]))];
-    let run = |steer: Option<&[burn::tensor::Tensor<1>]>| generate(&m.model, &prompt, &SamplingConfig::greedy(6), &[0], &[], m.tokenizer.pad_id, steer).remove(0);
+    let run = |steer: Option<&[burn::tensor::Tensor<2>]>| generate(&m.model, &prompt, &SamplingConfig::greedy(6), &[0], &[], m.tokenizer.pad_id, steer).remove(0);
     let plain = run(None);
     let zero = a.mix(&[("joy".into(), 0.0), ("anger".into(), 0.0)], &device).unwrap();
     let zeroed = run(Some(&zero));

@@ -4,6 +4,19 @@
 use crate::flywheel::FlywheelConfig;
 use crate::prompts::ResponderPrompt;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Steered responder sampling (the Emotion Vectors seed): sample j of each responder group is
+/// steered toward e* with α = `alphas[j mod len]`, for diverse trajectories at no training cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteeringConfig {
+    /// Emotion vectors of this model (`selfemo steer extract`); emotions without a vector
+    /// (neutral) are sampled unsteered.
+    pub vectors: PathBuf,
+    /// The α of each sample, cycled over the G samples (e.g. `[0.0, 1.0, 2.0, 4.0]`).
+    pub alphas: Vec<f64>,
+}
 
 /// How self-play runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +43,8 @@ pub struct SelfPlayConfig {
     pub sft_steps: usize,
     /// Learning rate of those SFT steps (default 1e-4).
     pub sft_learning_rate: f64,
+    /// Steered responder sampling (default: none).
+    pub steering: Option<SteeringConfig>,
 }
 
 impl Default for SelfPlayConfig {
@@ -43,6 +58,7 @@ impl Default for SelfPlayConfig {
             flywheel: FlywheelConfig::default(),
             sft_steps: 0,
             sft_learning_rate: 1e-4,
+            steering: None,
         }
     }
 }
@@ -61,6 +77,11 @@ impl SelfPlayConfig {
         }
         if !(self.sft_learning_rate > 0.0 && self.sft_learning_rate.is_finite()) {
             return Err(format!("selfplay.sft_learning_rate must be > 0, got {}", self.sft_learning_rate));
+        }
+        if let Some(s) = &self.steering
+            && (s.alphas.is_empty() || s.alphas.iter().any(|a| !a.is_finite()))
+        {
+            return Err(format!("selfplay.steering.alphas must be a non-empty list of finite numbers, got {:?}", s.alphas));
         }
         self.flywheel.validate()
     }

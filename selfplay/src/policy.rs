@@ -3,6 +3,7 @@
 //! [`crate::fake::ScriptedPolicy`].
 
 use crate::prompts::FilledPrompt;
+use selfemo_datasets::Emotion;
 
 /// One sampled completion of a prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,15 @@ pub trait Policy {
     /// Samples, in one batched pass, `seeds[i].len()` completions of `prompts[i]`, the j-th
     /// drawn with seed `seeds[i][j]`.
     fn generate(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>]) -> Vec<Vec<Completion>>;
+
+    /// Like [`Policy::generate`], with sample j of prompt i steered toward emotion
+    /// `toward[i][j].0` with strength α = `toward[i][j].1` (activation steering; α = 0 is no
+    /// steering). The recorded log-probs are the unsteered policy's, so the samples train as
+    /// its own. A policy without emotion vectors samples unsteered (the default).
+    fn generate_toward(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>], toward: &[Vec<(Emotion, f64)>]) -> Vec<Vec<Completion>> {
+        let _ = toward;
+        self.generate(prompts, seeds)
+    }
 
     /// log π(label | prompt) of every candidate in `labels` for every prompt (`[prompt][label]`),
     /// the prompt's reply prefix ending where the label goes (score mode).

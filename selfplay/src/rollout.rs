@@ -143,11 +143,18 @@ pub fn turn_of(completion: &str, speaker: &str) -> String {
     line.trim_matches(|c| c == '"' || c == '\u{201c}' || c == '\u{201d}').trim().to_string()
 }
 
-/// G responder samples per item (one batched generation), then the re-recognition of every
+/// G responder samples per item (one batched generation; sample j steered toward e* with
+/// α = `alphas[j mod len]` when `alphas` is not empty), then the re-recognition of every
 /// non-empty turn (one batched scoring pass), each scored against the item's e*.
-pub fn respond(policy: &dyn Policy, roles: &Roles<'_>, items: &[ExpressionItem], g: usize, seed: u64, step: u64) -> Vec<ExpressionGroup> {
+pub fn respond(policy: &dyn Policy, roles: &Roles<'_>, items: &[ExpressionItem], g: usize, seed: u64, step: u64, alphas: &[f64]) -> Vec<ExpressionGroup> {
     let prompts: Vec<FilledPrompt> = items.iter().map(|i| roles.expression_prompt(policy, i)).collect();
-    let generated = policy.generate(&prompts, &seeds(items.iter().map(|i| i.id), g, seed, step));
+    let seeds = seeds(items.iter().map(|i| i.id), g, seed, step);
+    let generated = if alphas.is_empty() {
+        policy.generate(&prompts, &seeds)
+    } else {
+        let toward: Vec<Vec<(Emotion, f64)>> = items.iter().map(|i| (0..g).map(|j| (i.emotion, alphas[j % alphas.len()])).collect()).collect();
+        policy.generate_toward(&prompts, &seeds, &toward)
+    };
     let turns: Vec<Vec<String>> =
         items.iter().zip(&generated).map(|(item, cs)| cs.iter().map(|c| turn_of(&c.text, &item.speaker)).collect()).collect();
     // One scoring pass over every non-empty turn.

@@ -66,7 +66,7 @@ fn keep_rules_dedup_and_caps() {
     assert_eq!(groups[0].samples.len(), 8);
     let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0).unwrap()];
     assert_eq!(expr[0].emotion.name(), "joy", "e* is the next turn's gold label");
-    let responses = respond(&p, &roles, &expr, 8, 1, 0);
+    let responses = respond(&p, &roles, &expr, 8, 1, 0, &[]);
 
     let config = FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 2 };
     let mut fly = Flywheel::new(Vec::new());
@@ -156,7 +156,7 @@ fn store_round_trips_and_synthetic_turns_become_next_iteration_items() {
     let expr: Vec<ExpressionItem> = (0..3).map(|t| ExpressionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, 10 + t as u64, 0).unwrap()).collect();
     let config = FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 3 };
     let mut fly = Flywheel::new(Vec::new());
-    fly.admit(1, 1, &recognise(&p, &roles, &items, 4, 9, 0), &respond(&p, &roles, &expr, 4, 9, 0), &config);
+    fly.admit(1, 1, &recognise(&p, &roles, &items, 4, 9, 0), &respond(&p, &roles, &expr, 4, 9, 0, &[]), &config);
     let rows = fly.iteration_rows(1);
     assert!(rows.iter().any(|r| r.kind == Kind::Synthetic) && rows.iter().any(|r| r.kind == Kind::Recognition));
 

@@ -89,10 +89,10 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     for step in 0..=args.steps {
         let t0 = Instant::now();
         let rollout_model = model.valid();
-        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: 8 };
+        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: 8, vectors: None };
         let recognition = recognise(&policy, &roles, &items, g.num_generations, run.seed, step as u64);
         let t1 = Instant::now();
-        let expression = respond(&policy, &roles, &answers, g.num_generations, run.seed, step as u64);
+        let expression = respond(&policy, &roles, &answers, g.num_generations, run.seed, step as u64, &[]);
         let groups = to_groups(&recognition, &expression);
         drop(policy);
         let t2 = Instant::now();

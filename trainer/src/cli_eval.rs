@@ -258,6 +258,7 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
         tok: &m.tokenizer,
         sampling: selfemo_model::SamplingConfig::greedy(args.max_new_tokens),
         score_rows: args.batch,
+        vectors: None,
     };
     let (responder, rewards) = (ResponderPrompt::default(), selfemo_rewards::RewardConfig::default());
     let mut reports = serde_json::Map::new();

@@ -1,9 +1,12 @@
 //! The burn model as a self-play [`Policy`]: prompts are chat-formatted by the tokenizer's
-//! template with the reply prefix appended; generation is one batched, seeded pass; scoring
-//! shares the prompts' common prefix in the KV cache ([`score_prompts`]).
+//! template with the reply prefix appended; generation is one batched, seeded pass (optionally
+//! steered per row by emotion vectors); scoring shares the prompts' common prefix in the KV
+//! cache ([`score_prompts`]).
 
 use crate::label_scoring::score_prompts;
-use selfemo_model::{CausalLm, Message, SamplingConfig, TextTokenizer, generate};
+use burn::tensor::Tensor;
+use selfemo_datasets::Emotion;
+use selfemo_model::{CausalLm, EmotionVectors, Message, SamplingConfig, TextTokenizer, completion_logprobs, generate};
 use selfemo_selfplay::{Completion, FilledPrompt, Policy};
 
 /// The chat text of a filled prompt: system and user messages, then the reply prefix.
@@ -22,21 +25,21 @@ pub struct ModelPolicy<'a> {
     pub sampling: SamplingConfig,
     /// Prompts scored per tree pass.
     pub score_rows: usize,
+    /// Emotion vectors for [`Policy::generate_toward`] (`None`: it samples unsteered).
+    pub vectors: Option<&'a EmotionVectors>,
 }
 
-impl Policy for ModelPolicy<'_> {
-    fn prompt_len(&self, prompt: &FilledPrompt) -> usize {
-        self.tok.encode(&render(self.tok, prompt)).len()
-    }
-
-    fn generate(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>]) -> Vec<Vec<Completion>> {
+impl ModelPolicy<'_> {
+    /// Samples `seeds[i].len()` completions of each prompt in one batch, steered per row by
+    /// `steer` (`[rows, d]` per layer) when given.
+    fn sample(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>], steer: Option<&[Tensor<2>]>) -> Vec<Vec<Completion>> {
         let encoded: Vec<Vec<u32>> = prompts.iter().map(|p| self.tok.encode(&render(self.tok, p))).collect();
         let rows: Vec<Vec<u32>> = encoded.iter().zip(seeds).flat_map(|(ids, s)| std::iter::repeat_n(ids.clone(), s.len())).collect();
         let flat_seeds: Vec<u64> = seeds.iter().flatten().copied().collect();
         if rows.is_empty() {
             return seeds.iter().map(|_| Vec::new()).collect();
         }
-        let mut gens = generate(self.model, &rows, &self.sampling, &flat_seeds, &self.tok.eos_ids, self.tok.pad_id, None).into_iter();
+        let mut gens = generate(self.model, &rows, &self.sampling, &flat_seeds, &self.tok.eos_ids, self.tok.pad_id, steer).into_iter();
         encoded
             .into_iter()
             .zip(seeds)
@@ -56,6 +59,44 @@ impl Policy for ModelPolicy<'_> {
                     .collect()
             })
             .collect()
+    }
+}
+
+impl Policy for ModelPolicy<'_> {
+    fn prompt_len(&self, prompt: &FilledPrompt) -> usize {
+        self.tok.encode(&render(self.tok, prompt)).len()
+    }
+
+    fn generate(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>]) -> Vec<Vec<Completion>> {
+        self.sample(prompts, seeds, None)
+    }
+
+    fn generate_toward(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>], toward: &[Vec<(Emotion, f64)>]) -> Vec<Vec<Completion>> {
+        let Some(vectors) = self.vectors else { return self.sample(prompts, seeds, None) };
+        // One mixture per row; emotions without a vector (neutral) and α = 0 are unsteered rows.
+        let mixture = |(e, alpha): &(Emotion, f64)| -> Vec<(String, f64)> {
+            let known = vectors.emotions.iter().any(|x| x.eq_ignore_ascii_case(e.name()));
+            if known && *alpha != 0.0 { vec![(e.name().to_string(), *alpha)] } else { Vec::new() }
+        };
+        let mixtures: Vec<Vec<(String, f64)>> = toward.iter().flatten().map(mixture).collect();
+        if mixtures.iter().all(Vec::is_empty) {
+            return self.sample(prompts, seeds, None);
+        }
+        let device = self.model.model.embed_tokens.weight.device();
+        let steer = vectors.mix_rows(&mixtures, &device).expect("only emotions the file has are mixed");
+        let mut out = self.sample(prompts, seeds, Some(&steer));
+        // π_old of a steered sample is the unsteered policy: its log-probs are taken again.
+        let steered: Vec<&mut Completion> = out.iter_mut().flatten().zip(&mixtures).filter(|(_, m)| !m.is_empty()).map(|(c, _)| c).collect();
+        let prompts: Vec<Vec<u32>> = steered.iter().map(|c| c.prompt.clone()).collect();
+        let completions: Vec<Vec<u32>> = steered.iter().map(|c| c.tokens.clone()).collect();
+        let lp = completion_logprobs(self.model, &prompts, &completions, self.tok.pad_id, self.sampling.logprob_temperature());
+        let lp = lp.into_data().try_to_vec::<f32>().expect("log-probs are f32");
+        let mut at = 0;
+        for c in steered {
+            c.logprobs = lp[at..at + c.tokens.len()].iter().map(|x| f64::from(*x)).collect();
+            at += c.tokens.len();
+        }
+        out
     }
 
     fn score(&self, prompts: &[FilledPrompt], labels: &[&str]) -> Vec<Vec<f64>> {

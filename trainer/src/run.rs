@@ -19,7 +19,7 @@ use burn::module::{Lora, Module, ParamGroup};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use selfemo_datasets::{Corpus, Split, Target};
-use selfemo_model::{CausalLm, LoadOptions, LoadedModel, ModelSource, TextTokenizer, parse_device};
+use selfemo_model::{CausalLm, EmotionVectors, LoadOptions, LoadedModel, ModelSource, TextTokenizer, parse_device};
 use selfemo_rewards::advantage::mean_std;
 use selfemo_selfplay::{Flywheel, FlywheelRow, Rationale, RecognitionGroup, RecognitionItem, Roles, rationales, recognise, respond, store};
 use serde::{Deserialize, Serialize};
@@ -171,7 +171,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             WarmStartKind::Rationale => {
                 let items: Vec<RecognitionItem> = unused.iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(&corpus, *t, w, (RATIONALE_IDS + k) as u64)).collect();
                 let writer = model.valid();
-                let policy = ModelPolicy { model: &writer, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size };
+                let policy = ModelPolicy { model: &writer, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size, vectors: None };
                 let written = rationales(&policy, &roles, &items, &ws.rationale_hint, config.seed);
                 write_rationales(&run_dir.join("warm_start_rationales.jsonl"), &written)?;
                 writeln!(events, "warm start: kept {} of {} self-written rationales", written.iter().filter(|r| r.kept()).count(), written.len())?;
@@ -191,6 +191,23 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             println!("{line}");
         }
     }
+    // Steered responder sampling: this model's emotion vectors and the α of each sample.
+    let vectors = match &sp.steering {
+        Some(s) => {
+            let v = EmotionVectors::load(&s.vectors).with_context(|| format!("selfplay.steering.vectors: {}", s.vectors.display()))?;
+            anyhow::ensure!(
+                v.num_layers() == model.num_layers(),
+                "selfplay.steering.vectors: {} holds vectors for {} layers (model {}), the policy has {}",
+                s.vectors.display(),
+                v.num_layers(),
+                v.model,
+                model.num_layers()
+            );
+            Some(v)
+        }
+        None => None,
+    };
+    let alphas: &[f64] = sp.steering.as_ref().map_or(&[], |s| &s.alphas);
     // The flywheel as of the checkpoint: rows of steps after it are redone identically.
     let mut flywheel = Flywheel::new(read_flywheel(&run_dir, state.step)?);
     let mut pool: (u32, Vec<RecognitionItem>) = (0, Vec::new());
@@ -243,7 +260,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             let kept = flywheel.recognition_examples(k - 1, corpus.dataset.labels(), &config.prompt.reply_prefix, SYNTHETIC_IDS + (u64::from(k) << 24) + (1 << 23));
             let examples: Vec<Example> = {
                 let m = model.valid();
-                let policy = ModelPolicy { model: &m, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size };
+                let policy = ModelPolicy { model: &m, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size, vectors: None };
                 let prompt_ids = |item: &RecognitionItem| tokenizer.encode(&render(&tokenizer, &roles.recognition_prompt(&policy, item)));
                 kept.iter().map(|(item, completion)| (prompt_ids(item), completion_ids(completion, &tokenizer))).collect()
             };
@@ -255,11 +272,11 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         let items = step_items(step, g.prompts_per_step, &real, &pool.1, sp, &corpus, w, config.seed);
         let t0 = Instant::now();
         let rollout_model = model.valid(); // π_old: both roles, and the refill of degenerate groups
-        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size };
+        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size, vectors: vectors.as_ref() };
         let mut recognition = recognise(&policy, &roles, &items.recognition, g.num_generations, config.seed, step);
         let generate_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let expression = respond(&policy, &roles, &items.expression, g.num_generations, config.seed, step);
+        let expression = respond(&policy, &roles, &items.expression, g.num_generations, config.seed, step, alphas);
         let respond_s = t1.elapsed().as_secs_f64();
         let t2 = Instant::now();
         let mut counts = flywheel.admit(k, step + 1, &recognition, &expression, &sp.flywheel);

@@ -1,6 +1,7 @@
 //! The SELF-EMO pipeline end to end on the real default model (2 layers, tiny budget): both
 //! roles roll out, the flywheel file of each iteration holds rows that satisfy the keep-rules,
-//! iteration 2 trains on iteration 1's synthetic turns, and the same seed gives the same files.
+//! iteration 2 trains on iteration 1's synthetic turns, and the same seed gives the same files
+//! (with the responder's samples steered at alternating α and the rationale warm start on).
 
 use selfemo_datasets::{Split, Target};
 use selfemo_selfplay::{ExpressionItem, Kind, store};
@@ -10,7 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 fn config(dir: &Path, name: &str) -> Option<RunConfig> {
-    selfemo_model::fetch::default_model_for_tests()?;
+    let model = selfemo_model::fetch::default_model_for_tests()?;
+    // Emotion vectors of the same 2-layer policy, for steered responder sampling.
+    let vectors = dir.join("vectors.safetensors");
+    if !vectors.is_file() {
+        let options = selfemo_model::LoadOptions { max_layers: Some(2), ..Default::default() };
+        let m = selfemo_model::LoadedModel::load(&selfemo_model::ModelSource::Gguf(model), options, &burn::tensor::Device::flex()).unwrap();
+        let queries = &selfemo_model::steering::QUERIES[..4];
+        let emotions = ["joy", "anger", "sadness", "surprise", "fear", "disgust"];
+        selfemo_model::EmotionVectors::extract(&m.model, &m.tokenizer, "2 layers", &emotions, queries).save(&vectors).unwrap();
+    }
     let text = format!(
         "name = \"{name}\"\noutput_dir = \"{}\"\nseed = 5\n[model]\nmax_layers = 2\ntrainable = {{ kind = \"top_layers\", layers = 1 }}\n\
          [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n\
@@ -18,8 +28,10 @@ fn config(dir: &Path, name: &str) -> Option<RunConfig> {
          [eval]\ndev_limit = 2\nmax_new_tokens = 4\ntest_limit = 2\n\
          [selfplay]\niterations = 2\nresponder_prompts_per_step = 2\nsynthetic_share = 0.5\nsft_steps = 1\n\
          [selfplay.flywheel]\ntau_u = 1.0\ntau_e = 0.0\nmax_per_source = 2\n\
+         [selfplay.steering]\nvectors = \"{}\"\nalphas = [0.0, 4.0]\n\
          [warm_start]\nsteps = 1\nbatch_size = 3\nkind = \"rationale\"\n",
-        dir.display()
+        dir.display(),
+        vectors.display()
     );
     let c: RunConfig = toml::from_str(&text).unwrap();
     c.validate().unwrap();
