@@ -101,10 +101,7 @@ pub struct EvalArgs {
 /// Evaluates and prints a table per dataset and the mean.
 pub fn run(args: EvalArgs) -> Result<()> {
     let t = &args.targets;
-    let template = match &args.prompt_from {
-        Some(p) => selfemo_trainer::config::RunConfig::load(p).map_err(anyhow::Error::msg)?.prompt,
-        None => RecogniserPrompt::default(),
-    };
+    let template = recogniser_template(args.prompt_from.as_deref())?;
     let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     let (mut acc, mut wf1) = (Vec::new(), Vec::new());
@@ -151,6 +148,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// A bar with the count, rate and ETA on stderr.
+/// The recogniser prompt of a run config, or the default one.
+fn recogniser_template(prompt_from: Option<&std::path::Path>) -> Result<RecogniserPrompt> {
+    match prompt_from {
+        Some(p) => Ok(selfemo_trainer::config::RunConfig::load(p).map_err(anyhow::Error::msg)?.prompt),
+        None => Ok(RecogniserPrompt::default()),
+    }
+}
+
 fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
     let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} targets  {per_sec}  eta {eta}").expect("a valid template");
@@ -247,10 +252,7 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
     use selfemo_selfplay::{RecognitionItem, ResponderPrompt, Roles};
     use selfemo_trainer::faithfulness::{JudgePrompt, probe, report};
     let t = &args.targets;
-    let template = match &args.prompt_from {
-        Some(p) => selfemo_trainer::config::RunConfig::load(p).map_err(anyhow::Error::msg)?.prompt,
-        None => RecogniserPrompt::default(),
-    };
+    let template = recogniser_template(args.prompt_from.as_deref())?;
     anyhow::ensure!(template.reply_prefix.trim_end().ends_with("<think>"), "the recogniser's reply prefix must end with <think> so it writes a rationale, got {:?}", template.reply_prefix);
     let m = t.load_model()?;
     let policy = selfemo_trainer::policy::ModelPolicy {
