@@ -32,6 +32,12 @@ impl Parsed {
     pub fn prediction(&self) -> &[Emotion] {
         &self.labels
     }
+
+    /// The strict single-label answer evaluation scores: exactly one valid label, nothing
+    /// invalid, a well-formed completion; anything else is `None` (counted wrong).
+    pub fn strict_label(&self) -> Option<Emotion> {
+        (self.well_formed && self.labels.len() == 1 && self.invalid.is_empty()).then(|| self.labels[0])
+    }
 }
 
 /// Parses `completion` against `labels`; never panics, whatever the input.

@@ -100,6 +100,17 @@ pub struct FlywheelRow {
     pub reward_total: f64,
 }
 
+impl FlywheelRow {
+    /// The row as a recognition target: its context, then its turn labelled with its label
+    /// (`None` when the label is not in `labels`).
+    pub fn turns(&self, labels: &LabelSet) -> Option<(Vec<Utterance>, Emotion)> {
+        let gold = labels.parse(&self.label)?;
+        let mut turns = self.context.clone();
+        turns.push(Utterance { speaker: self.speaker.clone(), text: self.turn.clone(), label: Some(gold) });
+        Some((turns, gold))
+    }
+}
+
 /// How many samples each rule looked at and let through, in one admission.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterCounts {
@@ -280,10 +291,8 @@ impl Flywheel {
             .iter()
             .filter(|r| r.kind == Kind::Recognition && r.iteration == k)
             .filter_map(|r| {
-                let gold = labels.parse(&r.label)?;
+                let (turns, gold) = r.turns(labels)?;
                 let completion = r.completion.strip_prefix(reply_prefix)?.to_string();
-                let mut turns = r.context.clone();
-                turns.push(Utterance { speaker: r.speaker.clone(), text: r.turn.clone(), label: Some(gold) });
                 Some((r.source.clone(), turns, gold, completion))
             })
             .enumerate()
@@ -298,9 +307,7 @@ impl Flywheel {
             .iter()
             .filter(|r| r.kind == Kind::Synthetic && r.iteration < k)
             .filter_map(|r| {
-                let gold = labels.parse(&r.label)?;
-                let mut turns = r.context.clone();
-                turns.push(Utterance { speaker: r.speaker.clone(), text: r.turn.clone(), label: Some(gold) });
+                let (turns, gold) = r.turns(labels)?;
                 Some((format!("{}/synthetic", r.source), turns, gold))
             })
             .enumerate()

@@ -73,9 +73,8 @@ pub fn probe(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionItem], 
         .map(|((item, p), reply)| {
             let text = format!("{}{}", p.reply_prefix, reply.first().map_or("", |c| c.text.as_str()));
             let parsed = parse(&text, roles.labels);
-            let prediction = (parsed.well_formed && parsed.labels.len() == 1 && parsed.invalid.is_empty()).then(|| parsed.labels[0]);
             let rationale = if parsed.well_formed { parsed.think.trim().to_string() } else { String::new() };
-            FaithAnswer { gold: item.gold, prediction, rationale, judged: None }
+            FaithAnswer { gold: item.gold, prediction: parsed.strict_label(), rationale, judged: None }
         })
         .collect();
     let asked: Vec<usize> = (0..answers.len()).filter(|i| !answers[*i].rationale.is_empty()).collect();

@@ -4,7 +4,8 @@
 use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
 use crate::optim::clip_global_norm;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use selfemo_model::{CausalLm, SamplingConfig, completion_logprobs, generate};
+use burn::tensor::Tensor;
+use selfemo_model::{CausalLm, Generation, SamplingConfig, completion_logprobs, generate};
 use selfemo_rewards::{ScaleRewards, advantages};
 pub use selfemo_selfplay::sample_seed;
 
@@ -37,8 +38,26 @@ pub struct Group {
 }
 
 
+/// Samples `seeds[i].len()` completions of `prompts[i]`, all in one batched generation (sample
+/// j of prompt i drawn with seed `seeds[i][j]`); `steer` as in [`generate`].
+pub fn sample_each(
+    policy: &CausalLm,
+    prompts: &[Vec<u32>],
+    seeds: &[Vec<u64>],
+    sampling: &SamplingConfig,
+    eos: &[u32],
+    pad: u32,
+    steer: Option<&[Tensor<2>]>,
+) -> Vec<Vec<Generation>> {
+    let rows: Vec<Vec<u32>> = prompts.iter().zip(seeds).flat_map(|(p, s)| std::iter::repeat_n(p.clone(), s.len())).collect();
+    let flat: Vec<u64> = seeds.iter().flatten().copied().collect();
+    let mut gens = generate(policy, &rows, sampling, &flat, eos, pad, steer).into_iter();
+    seeds.iter().map(|s| gens.by_ref().take(s.len()).collect()).collect()
+}
+
 /// Samples G completions for each (prompt id, prompt) with the rollout policy (no autodiff), in
-/// one batched generation; rewards start at 0 for the caller to fill.
+/// one batched generation seeded by [`sample_seed`]; rewards start at 0 for the caller to fill.
+#[allow(clippy::too_many_arguments)]
 pub fn rollout(
     policy: &CausalLm,
     prompts: &[(usize, Vec<u32>)],
@@ -49,25 +68,17 @@ pub fn rollout(
     eos: &[u32],
     pad: u32,
 ) -> Vec<Group> {
-    let mut ids = Vec::with_capacity(prompts.len() * num_generations);
-    let mut seeds = Vec::with_capacity(ids.capacity());
-    for (id, p) in prompts {
-        for g in 0..num_generations {
-            ids.push(p.clone());
-            seeds.push(sample_seed(seed, step, *id as u64, g as u64));
-        }
-    }
-    let mut gens = generate(policy, &ids, sampling, &seeds, eos, pad, None).into_iter();
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|(_, p)| p.clone()).collect();
+    let seeds: Vec<Vec<u64>> = prompts.iter().map(|(id, _)| (0..num_generations as u64).map(|g| sample_seed(seed, step, *id as u64, g)).collect()).collect();
     prompts
         .iter()
-        .map(|(id, p)| Group {
+        .zip(sample_each(policy, &ids, &seeds, sampling, eos, pad, None))
+        .map(|((id, p), gens)| Group {
             prompt_id: *id,
             prompt: p.clone(),
-            samples: (0..num_generations)
-                .map(|_| {
-                    let g = gens.next().expect("one generation per sample");
-                    Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, entropies: g.entropies, reward: 0.0, consistency: 0.0 }
-                })
+            samples: gens
+                .into_iter()
+                .map(|g| Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, entropies: g.entropies, reward: 0.0, consistency: 0.0 })
                 .collect(),
         })
         .collect()

@@ -6,7 +6,8 @@
 use crate::label_scoring::score_prompts;
 use burn::tensor::Tensor;
 use selfemo_datasets::Emotion;
-use selfemo_model::{CausalLm, EmotionVectors, Message, SamplingConfig, TextTokenizer, completion_logprobs, generate};
+use crate::grpo::sample_each;
+use selfemo_model::{CausalLm, EmotionVectors, Message, SamplingConfig, TextTokenizer, completion_logprobs};
 use selfemo_selfplay::{Completion, FilledPrompt, Policy};
 
 /// The chat text of a filled prompt: system and user messages, then the reply prefix.
@@ -34,19 +35,13 @@ impl ModelPolicy<'_> {
     /// `steer` (`[rows, d]` per layer) when given.
     fn sample(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>], steer: Option<&[Tensor<2>]>) -> Vec<Vec<Completion>> {
         let encoded: Vec<Vec<u32>> = prompts.iter().map(|p| self.tok.encode(&render(self.tok, p))).collect();
-        let rows: Vec<Vec<u32>> = encoded.iter().zip(seeds).flat_map(|(ids, s)| std::iter::repeat_n(ids.clone(), s.len())).collect();
-        let flat_seeds: Vec<u64> = seeds.iter().flatten().copied().collect();
-        if rows.is_empty() {
-            return seeds.iter().map(|_| Vec::new()).collect();
-        }
-        let mut gens = generate(self.model, &rows, &self.sampling, &flat_seeds, &self.tok.eos_ids, self.tok.pad_id, steer).into_iter();
+        let generated = sample_each(self.model, &encoded, seeds, &self.sampling, &self.tok.eos_ids, self.tok.pad_id, steer);
         encoded
             .into_iter()
-            .zip(seeds)
-            .map(|(prompt, s)| {
-                (0..s.len())
-                    .map(|_| {
-                        let g = gens.next().expect("one generation per seed");
+            .zip(generated)
+            .map(|(prompt, gens)| {
+                gens.into_iter()
+                    .map(|g| {
                         Completion {
                             prompt: prompt.clone(),
                             text: self.tok.decode(&g.tokens, true),

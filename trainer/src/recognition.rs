@@ -64,8 +64,7 @@ pub fn evaluate(
             let text = format!("{}{}", p.reply_prefix, tok.decode(&g.tokens, true));
             let parsed = parse(&text, labels);
             // Strict: exactly one valid label and nothing invalid counts as a prediction.
-            let single = (parsed.well_formed && parsed.labels.len() == 1 && parsed.invalid.is_empty()).then(|| parsed.labels[0]);
-            predictions.push(single);
+            predictions.push(parsed.strict_label());
             texts.push(text);
         }
         progress(chunk.len());

@@ -211,7 +211,14 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     // The flywheel as of the checkpoint: rows of steps after it are redone identically.
     let mut flywheel = Flywheel::new(read_flywheel(&run_dir, state.step)?);
     let mut pool: (u32, Vec<RecognitionItem>) = (0, Vec::new());
-    let mut best: Option<Best> = if state.step > 0 && run_dir.join("best.json").is_file() { Some(read_json(&run_dir.join("best.json"))?) } else { None };
+    // The best dev iteration so far, from the summaries of the iterations the checkpoint finished.
+    let mut best: Option<Best> = None;
+    for k in (1..=sp.iterations as u32).filter(|k| iteration_steps(g.max_steps, sp.iterations, *k).1 <= state.step) {
+        let path = run_dir.join(format!("iter-{k}/summary.json"));
+        if path.is_file() {
+            best = Some(Best::better(best.take(), k, read_json::<IterationSummary>(&path)?.dev.report.weighted_f1));
+        }
+    }
     let export = |m: &CausalLm, dir: &Path| LoadedModel { model: m.clone(), config: model_config.clone(), tokenizer: tokenizer.clone() }.export(dir);
     let finish = |k: u32, m: &CausalLm, rows: &[Row], flywheel: &Flywheel, best: &mut Option<Best>, events: &mut std::fs::File| -> Result<()> {
         let summary = summarise(k, rows, flywheel, iteration_steps(g.max_steps, sp.iterations, k), eval(m, &tokenizer));
@@ -231,10 +238,10 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         if options.verbose {
             println!("{line}");
         }
-        if best.as_ref().is_none_or(|b| summary.dev.report.weighted_f1 >= b.weighted_f1) {
+        let better = Best::better(best.clone(), k, summary.dev.report.weighted_f1);
+        if best.as_ref() != Some(&better) {
             export(m, &run_dir.join("best")).context("exporting the best-dev model")?;
-            *best = Some(Best { iteration: k, weighted_f1: summary.dev.report.weighted_f1 });
-            write_json(&run_dir.join("best.json"), best.as_ref().expect("just set"))?;
+            *best = Some(better);
         }
         Ok(())
     };
@@ -400,13 +407,24 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     Ok(Outcome { run_dir, dev_before, dev_after: Some(dev_after), iterations, test, rows: state.rows })
 }
 
-/// The iteration whose dev weighted F1 is the best so far (`best.json`; `best/` holds it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The iteration whose dev weighted F1 is the best so far (`best/` holds its model).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Best {
     /// k.
     pub iteration: u32,
     /// Its dev weighted F1.
     pub weighted_f1: f64,
+}
+
+impl Best {
+    /// `current`, or iteration `k` with dev weighted F1 `f1` when that is at least as good
+    /// (ties go to the later iteration).
+    pub fn better(current: Option<Best>, k: u32, f1: f64) -> Best {
+        match current {
+            Some(b) if b.weighted_f1 > f1 => b,
+            _ => Best { iteration: k, weighted_f1: f1 },
+        }
+    }
 }
 
 /// Test scores of the best-dev iteration's model (`test.json`).

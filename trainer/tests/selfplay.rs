@@ -95,7 +95,7 @@ fn pipeline_writes_flywheel_rows_that_satisfy_the_keep_rules() {
     assert_eq!(out.iterations.len(), 2);
     assert_eq!(out.iterations.iter().map(|s| s.kept.kept_synthetic).sum::<usize>(), synthetic.len());
     assert_eq!(out.iterations[0].flywheel_rows + out.iterations[1].flywheel_rows, all.len());
-    for f in ["plots/iterations.png", "plots/flywheel.png", "test.json", "best.json", "best/model.safetensors", "final/model.safetensors"] {
+    for f in ["plots/iterations.png", "plots/flywheel.png", "test.json", "best/model.safetensors", "final/model.safetensors"] {
         assert!(out.run_dir.join(f).is_file(), "{f}");
     }
     let test = out.test.expect("a test evaluation");
