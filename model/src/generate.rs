@@ -1,6 +1,7 @@
 //! Batched generation with a KV cache: ragged prompts are left-padded, every row has its own
 //! seeded RNG, and a row stops at an end-of-turn token or `max_new_tokens`.
 
+use crate::layers::LayerCache;
 use crate::model::{CausalLm, KvCache};
 use crate::sampling::{SamplingConfig, sample};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -34,7 +35,9 @@ pub fn left_pad(rows: &[Vec<u32>], pad: u32, device: &Device) -> (Tensor<2, Int>
 
 /// Generates one completion per prompt. `seeds[i]` seeds row i; `eos` ends a row;
 /// `steer[l]` `[rows, d]` (one row for all, or one per prompt) is added to layer l's attention
-/// output at the last position of every step.
+/// output at the last position of every step. An unsteered batch is prefilled by
+/// [`prefill_shared`] (each shared token runs once); a steered batch or a single prompt by
+/// [`prefill_padded`], so α = 0 on one prompt is bit-identical to no steering.
 pub fn generate(
     model: &CausalLm,
     prompts: &[Vec<u32>],
@@ -51,9 +54,10 @@ pub fn generate(
     }
     let device = model.model.embed_tokens.weight.device();
     let mut rngs: Vec<rand::rngs::StdRng> = seeds.iter().map(|s| rand::rngs::StdRng::seed_from_u64(*s)).collect();
-    let mut cache = KvCache::new(model.num_layers(), b);
-    let (ids, valid) = left_pad(prompts, pad, &device);
-    let mut logits = last_logits(model, ids, &valid, &mut cache, steer);
+    let (mut cache, mut logits) = match steer {
+        None if b > 1 && prompts.iter().all(|p| !p.is_empty()) => prefill_shared(model, prompts),
+        _ => prefill_padded(model, prompts, pad, steer),
+    };
     for step in 0..config.max_new_tokens {
         let vocab = logits.len() / b;
         let mut next = vec![pad as i64; b];
@@ -78,6 +82,119 @@ pub fn generate(
         logits = last_logits(model, ids, &valid, &mut cache, steer);
     }
     out
+}
+
+/// Runs the left-padded `prompts` as one batch: the cache (one row per prompt) and each row's
+/// last-position logits, row-major `[rows · V]`.
+pub fn prefill_padded(model: &CausalLm, prompts: &[Vec<u32>], pad: u32, steer: Option<&[Tensor<2>]>) -> (KvCache, Vec<f32>) {
+    let device = model.model.embed_tokens.weight.device();
+    let mut cache = KvCache::new(model.num_layers(), prompts.len());
+    let (ids, valid) = left_pad(prompts, pad, &device);
+    let logits = last_logits(model, ids, &valid, &mut cache, steer);
+    (cache, logits)
+}
+
+/// [`prefill_padded`]'s cache and logits (equal up to float rounding), computed so that a
+/// token the prompts share runs once: their longest common prefix runs as one row, then what
+/// each prompt adds after it runs as a tree (one tree pass per distinct first token after the
+/// prefix), and each prompt's own path through it is gathered into its left-padded cache row.
+/// Prompts of one dialogue, or G copies of one prompt, cost little more than the longest one.
+/// Every prompt must be non-empty.
+pub fn prefill_shared(model: &CausalLm, prompts: &[Vec<u32>]) -> (KvCache, Vec<f32>) {
+    let device = model.model.embed_tokens.weight.device();
+    let (b, len) = (prompts.len(), prompts.iter().map(Vec::len).max().unwrap_or(0));
+    let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+    assert!(shortest > 0, "prefill_shared needs non-empty prompts");
+    // 1. the common prefix (short of every prompt's last token, which each row's logits need)
+    let common = (0..shortest - 1).take_while(|&i| prompts.iter().all(|p| p[i] == prompts[0][i])).count();
+    let mut base = KvCache::new(model.num_layers(), 1);
+    if common > 0 {
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(prompts[0][..common].iter().map(|t| *t as i64).collect(), [1, common]), &device);
+        model.hidden(ids, &[vec![true; common]], Some(&mut base), None);
+    }
+    // 2. one tree per first token after the prefix; rows gathered group by group
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for r in 0..b {
+        match groups.iter_mut().find(|g| prompts[g[0]][common] == prompts[r][common]) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    let (mut layers, mut last_hidden) = (vec![Vec::new(); model.num_layers()], Vec::new());
+    for rows in &groups {
+        let tree = Trie::of(rows.iter().map(|&r| &prompts[r][common..]));
+        let mut cache = base.clone();
+        let hidden = model.extend_tree(&tree.tokens, &tree.parent, &vec![common; tree.tokens.len()], &mut cache);
+        let [_, n, d] = hidden.dims();
+        let ends: Vec<i64> = tree.paths.iter().map(|p| *p.last().expect("non-empty suffix") as i64).collect();
+        last_hidden.push(hidden.reshape([n, d]).select(0, Tensor::<1, Int>::from_data(TensorData::new(ends, [rows.len()]), &device)));
+        // key index of each row's position: left padding (any key, masked), prefix, its path
+        let index: Vec<i64> = tree
+            .paths
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(0, len - common - p.len()).chain(0..common as i64).chain(p.iter().map(|i| (common + i) as i64)))
+            .collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len() * len]), &device);
+        for (l, layer) in cache.layers.into_iter().enumerate() {
+            let (k, v) = layer.kv.expect("the tree pass filled every layer");
+            let per_row = |x: Tensor<4>| {
+                let [_, heads, _, hd] = x.dims();
+                x.select(2, index.clone()).reshape([heads, rows.len(), len, hd]).swap_dims(0, 1)
+            };
+            layers[l].push((per_row(k), per_row(v)));
+        }
+    }
+    // 3. back to prompt order
+    let order: Vec<usize> = groups.iter().flatten().copied().collect();
+    let mut inverse = vec![0i64; b];
+    order.iter().enumerate().for_each(|(at, &r)| inverse[r] = at as i64);
+    let inverse = Tensor::<1, Int>::from_data(TensorData::new(inverse, [b]), &device);
+    let reorder = |parts: Vec<Tensor<4>>| Tensor::cat(parts, 0).select(0, inverse.clone());
+    let mut cache = KvCache::new(0, b);
+    cache.layers = layers
+        .into_iter()
+        .map(|parts| {
+            let (k, v): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+            LayerCache { kv: Some((reorder(k), reorder(v))) }
+        })
+        .collect();
+    cache.valid = prompts.iter().map(|p| std::iter::repeat_n(false, len - p.len()).chain(std::iter::repeat_n(true, p.len())).collect()).collect();
+    cache.next_position = prompts.iter().map(Vec::len).collect();
+    let hidden = Tensor::cat(last_hidden, 0).select(0, inverse);
+    let logits = model.logits(hidden).into_data().try_to_vec::<f32>().expect("logits are f32");
+    (cache, logits)
+}
+
+/// Token sequences merged into a prefix tree: each node a token, its parent, and per sequence
+/// its path of nodes.
+struct Trie {
+    tokens: Vec<u32>,
+    parent: Vec<Option<usize>>,
+    paths: Vec<Vec<usize>>,
+}
+
+impl Trie {
+    fn of<'a>(sequences: impl Iterator<Item = &'a [u32]>) -> Self {
+        let mut trie = Trie { tokens: Vec::new(), parent: Vec::new(), paths: Vec::new() };
+        let mut children: std::collections::HashMap<(Option<usize>, u32), usize> = std::collections::HashMap::new();
+        for seq in sequences {
+            let mut at = None;
+            let path = seq
+                .iter()
+                .map(|&t| {
+                    let node = *children.entry((at, t)).or_insert_with(|| {
+                        trie.tokens.push(t);
+                        trie.parent.push(at);
+                        trie.tokens.len() - 1
+                    });
+                    at = Some(node);
+                    node
+                })
+                .collect();
+            trie.paths.push(path);
+        }
+        trie
+    }
 }
 
 /// Runs `ids` through the model (growing the cache) and returns the last position's logits, row-major `[batch · V]`.

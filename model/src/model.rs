@@ -148,12 +148,18 @@ impl CausalLm {
     /// and the cached prefix its root continues, at the positions that sequence gives it; the
     /// result equals running each root-to-leaf path alone. `cache` is left as it was.
     pub fn hidden_tree(&self, tokens: &[u32], parent: &[Option<usize>], branch: &[usize], cache: &KvCache) -> Tensor<3> {
+        self.extend_tree(tokens, parent, branch, &mut cache.clone())
+    }
+
+    /// [`CausalLm::hidden_tree`] that keeps the tree's keys: row 0 of `cache` grows by
+    /// `tokens.len()` positions in tree order (each token saw only its own path; a caller
+    /// gathers one path per row from them, see [`crate::generate::prefill_shared`]).
+    pub fn extend_tree(&self, tokens: &[u32], parent: &[Option<usize>], branch: &[usize], cache: &mut KvCache) -> Tensor<3> {
         let n = tokens.len();
         let device = self.model.embed_tokens.weight.device();
         let d = self.model.embed_tokens.weight.dims()[1];
         let ids = Tensor::<1, Int>::from_data(TensorData::new(tokens.iter().map(|t| *t as i64).collect(), [n]), &device);
         let x = self.model.embed_tokens.weight.val().select(0, ids).reshape([1, n, d]);
-        let mut cache = cache.clone();
         let past = cache.len();
         // 1. per token: the cached prefix its root continues, its position, its ancestors
         let (mut root_keys, mut positions) = (vec![0usize; n], vec![0usize; n]);
@@ -181,7 +187,7 @@ impl CausalLm {
         cache.valid[0].extend(std::iter::repeat_n(true, n));
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, past + n]), &device).expand([1, heads, n, past + n]);
-        self.run_layers(x, &[positions], Some(mask), &mut cache, None, None)
+        self.run_layers(x, &[positions], Some(mask), cache, None, None)
     }
 
     /// The decoder layers and final norm over embedded `x` at `positions`, under `mask`

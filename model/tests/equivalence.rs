@@ -3,7 +3,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use selfemo_model::generate::left_pad;
+use selfemo_model::generate::{left_pad, prefill_padded, prefill_shared};
 use selfemo_model::{Architecture, CausalLm, KvCache, ModelConfig, SamplingConfig, completion_logprobs, generate};
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
@@ -53,6 +53,53 @@ fn batched_greedy_equals_one_by_one() {
         for (a, b) in batched[r].logprobs.iter().zip(&alone[0].logprobs) {
             assert!((a - b).abs() < 1e-4);
         }
+    }
+}
+
+/// Prompts that share a prefix, branch, repeat and differ in length: one dialogue's targets,
+/// G copies of one prompt, and a prompt that shares nothing after the common start.
+fn overlapping_prompts() -> Vec<Vec<u32>> {
+    let head = vec![3, 17, 42, 5];
+    let with = |tail: &[u32]| head.iter().chain(tail).copied().collect::<Vec<u32>>();
+    vec![with(&[9, 11, 60]), with(&[9, 11, 60, 61, 62, 63]), with(&[9, 12]), with(&[9, 11, 60]), with(&[70]), with(&[70, 71, 9, 11])]
+}
+
+#[test]
+fn shared_prefill_equals_padded_prefill_and_decodes_the_same() {
+    for arch in [Architecture::Llama, Architecture::Qwen3] {
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 4, &Device::flex());
+        for rows in [overlapping_prompts(), prompts(), vec![vec![5, 6, 7]; 3]] {
+            let (mut shared, a) = prefill_shared(&model, &rows);
+            let (mut padded, b) = prefill_padded(&model, &rows, 0, None);
+            let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(diff < 1e-4, "{arch:?} prefill logits differ by {diff}");
+            assert_eq!((&shared.valid, &shared.next_position), (&padded.valid, &padded.next_position));
+            // the caches hold the same keys: two decoding steps agree
+            let n = rows.len();
+            let step = |cache: &mut KvCache, token: i64| {
+                let x = Tensor::<2, Int>::from_data(TensorData::new(vec![token; n], [n, 1]), &Device::flex());
+                to_vec(model.logits(model.hidden(x, &vec![vec![true]; n], Some(cache), None).reshape([n, 32])))
+            };
+            for token in [12, 13] {
+                let (a, b) = (step(&mut shared, token), step(&mut padded, token));
+                let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                assert!(diff < 1e-4, "{arch:?} decode logits differ by {diff}");
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_generation_of_overlapping_prompts_equals_one_by_one() {
+    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 5, &Device::flex());
+    let cfg = SamplingConfig::greedy(5);
+    let rows = overlapping_prompts();
+    let batched = generate(&model, &rows, &cfg, &vec![0; rows.len()], &[], 0, None);
+    for (r, p) in rows.iter().enumerate() {
+        let alone = generate(&model, std::slice::from_ref(p), &cfg, &[0], &[], 0, None);
+        assert_eq!(batched[r].tokens, alone[0].tokens, "row {r}");
+        let diff = batched[r].logprobs.iter().zip(&alone[0].logprobs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(diff < 1e-4, "row {r}: {diff}");
     }
 }
 
