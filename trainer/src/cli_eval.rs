@@ -282,6 +282,12 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
         println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9.4}", d.name(), r.targets, r.rationales, share(r.epc), share(r.eea), r.accuracy);
         let mut value = serde_json::to_value(&r)?;
         value["seconds"] = started.elapsed().as_secs_f64().into();
+        // Every target's rationale and judgement, so a reader can check the shares.
+        let name = |e: Option<selfemo_datasets::Emotion>| e.map(|e| e.name());
+        value["answers"] = answers
+            .iter()
+            .map(|a| serde_json::json!({ "gold": a.gold.name(), "prediction": name(a.prediction), "rationale": a.rationale, "judged": name(a.judged) }))
+            .collect();
         reports.insert(d.name().to_string(), value);
     }
     std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;

@@ -96,4 +96,9 @@ fn faithfulness_probe_reports_epc_and_eea() {
             None => assert!(denominator == 0 && meld[k].is_null(), "{k}: {meld}"),
         }
     }
+    // every answer is listed, and the counts are the listed answers'
+    let answers = meld["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    let with_rationale = answers.iter().filter(|a| !a["judged"].is_null()).count();
+    assert_eq!(with_rationale as u64, rationales, "{meld}");
 }
