@@ -131,7 +131,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let png = args.out.with_file_name(format!("{}-confusion-{}.png", stem(&args.out), d.name()));
         let labels: Vec<String> = r.per_class.iter().map(|c| c.label.clone()).collect();
         let title = format!("{} {} ({} mode): W-F1 {:.3}", d.name(), t.split, format!("{:?}", args.mode).to_lowercase(), r.weighted_f1);
-        selfemo_trainer::plots::confusion_chart(&png, &title, &labels, &r.confusion)?;
+        // Unparseable answers get their own column: per gold class, support less the row's predictions.
+        let (mut columns, mut counts) = (labels.clone(), r.confusion.clone());
+        if r.invalid_rate > 0.0 {
+            columns.push("invalid".into());
+            for (row, class) in counts.iter_mut().zip(&r.per_class) {
+                row.push(class.support.saturating_sub(row.iter().sum::<usize>()));
+            }
+        }
+        selfemo_trainer::plots::confusion_chart(&png, &title, &labels, &columns, &counts)?;
         let mut value = serde_json::to_value(&r)?;
         value["targets"] = n.into();
         value["seconds"] = seconds.into();

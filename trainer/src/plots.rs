@@ -69,27 +69,28 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, series: &[Series]) ->
 }
 
 /// A confusion matrix (rows gold, columns predicted) with counts in the cells, to `path`.
-pub fn confusion_chart(path: &Path, title: &str, labels: &[String], counts: &[Vec<usize>]) -> Result<()> {
+/// `columns` may extend `rows` (e.g. an `invalid` column for unparseable answers).
+pub fn confusion_chart(path: &Path, title: &str, rows: &[String], columns: &[String], counts: &[Vec<usize>]) -> Result<()> {
     register_font();
-    let k = labels.len() as u32;
+    let (k, c) = (rows.len() as u32, columns.len() as u32);
     let max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
     let tmp = temporary(path);
     {
-        let root = BitMapBackend::new(&tmp, (120 + 80 * k, 120 + 70 * k)).into_drawing_area();
+        let root = BitMapBackend::new(&tmp, (120 + 80 * c, 120 + 70 * k)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 20))
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(90)
-            .build_cartesian_2d((0..k.max(1) - 1).into_segmented(), (0..k.max(1) - 1).into_segmented())
+            .build_cartesian_2d((0..c.max(1) - 1).into_segmented(), (0..k.max(1) - 1).into_segmented())
             .map_err(plot_error)?;
         let name = |v: &SegmentValue<u32>| match v {
-            SegmentValue::CenterOf(i) => (k - 1).checked_sub(*i).and_then(|r| labels.get(r as usize)).cloned().unwrap_or_default(),
+            SegmentValue::CenterOf(i) => (k - 1).checked_sub(*i).and_then(|r| rows.get(r as usize)).cloned().unwrap_or_default(),
             _ => String::new(),
         };
         let column = |v: &SegmentValue<u32>| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            SegmentValue::CenterOf(i) => columns.get(*i as usize).cloned().unwrap_or_default(),
             _ => String::new(),
         };
         chart

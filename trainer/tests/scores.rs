@@ -64,8 +64,12 @@ fn charts_are_written_as_png_without_leftovers() {
     assert_eq!(png_size(&curve), (900, 500));
     let confusion = dir.path().join("confusion.png");
     let labels: Vec<String> = ["joy", "anger", "neutral"].iter().map(|s| s.to_string()).collect();
-    confusion_chart(&confusion, "test", &labels, &[vec![3, 1, 0], vec![0, 2, 0], vec![1, 0, 5]]).unwrap();
+    confusion_chart(&confusion, "test", &labels, &labels, &[vec![3, 1, 0], vec![0, 2, 0], vec![1, 0, 5]]).unwrap();
     assert_eq!(png_size(&confusion), (120 + 80 * 3, 120 + 70 * 3));
+    // an extra predicted column (unparseable answers) widens the chart, not the rows
+    let columns: Vec<String> = labels.iter().cloned().chain(["invalid".to_string()]).collect();
+    confusion_chart(&confusion, "test", &labels, &columns, &[vec![3, 1, 0, 2], vec![0, 2, 0, 0], vec![1, 0, 5, 1]]).unwrap();
+    assert_eq!(png_size(&confusion), (120 + 80 * 4, 120 + 70 * 3));
     let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 2, "only the two charts remain: {names:?}");
 }
