@@ -155,7 +155,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// A bar with the count, rate and ETA on stderr.
 /// The recogniser prompt of a run config, or the default one.
 fn recogniser_template(prompt_from: Option<&std::path::Path>) -> Result<RecogniserPrompt> {
     match prompt_from {
@@ -164,6 +163,7 @@ fn recogniser_template(prompt_from: Option<&std::path::Path>) -> Result<Recognis
     }
 }
 
+/// A bar with the count, rate and ETA on stderr.
 fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
     let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} targets  {per_sec}  eta {eta}").expect("a valid template");

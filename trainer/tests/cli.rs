@@ -102,3 +102,31 @@ fn faithfulness_probe_reports_epc_and_eea() {
     let with_rationale = answers.iter().filter(|a| !a["judged"].is_null()).count();
     assert_eq!(with_rationale as u64, rationales, "{meld}");
 }
+
+#[test]
+fn eval_reports_both_modes_and_charts_unparseable_answers() {
+    if selfemo_model::fetch::default_model_for_tests().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["generate", "score"] {
+        let out = dir.path().join(format!("{mode}.json"));
+        let args = ["eval", "--mode", mode, "--dataset", "meld", "--limit", "3", "--max-new-tokens", "3", "--out", out.to_str().unwrap()];
+        let (ok, stdout, err) = selfemo(&args);
+        assert!(ok, "{err}");
+        assert!(stdout.contains("meld") && stdout.contains("invalid"), "{stdout}");
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let meld = &report["meld"];
+        assert_eq!(meld["targets"], 3);
+        let invalid = meld["invalid_rate"].as_f64().unwrap();
+        let labelled: u64 = meld["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|n| n.as_u64().unwrap()).sum();
+        assert_eq!(labelled as f64, (3.0 * (1.0 - invalid)).round(), "the confusion matrix counts the parseable answers: {meld}");
+        // 3 greedy tokens cannot close the contract; score mode always picks a label
+        assert_eq!(invalid, if mode == "generate" { 1.0 } else { 0.0 });
+        let png = std::fs::read(dir.path().join(format!("{mode}-confusion-meld.png"))).unwrap();
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        let classes = meld["per_class"].as_array().unwrap().len() as u32;
+        let columns = classes + u32::from(mode == "generate");
+        assert_eq!(width, 120 + 80 * columns, "one column per class, plus an invalid column when answers were unparseable");
+    }
+}
