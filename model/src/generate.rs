@@ -4,6 +4,7 @@
 use crate::layers::LayerCache;
 use crate::model::{CausalLm, KvCache};
 use crate::sampling::{SamplingConfig, sample};
+use rayon::prelude::*;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 
@@ -62,11 +63,12 @@ pub fn generate(
         let vocab = logits.len() / b;
         let mut next = vec![pad as i64; b];
         let mut live = vec![false; b];
-        for r in 0..b {
-            if out[r].finished {
-                continue;
-            }
-            let (t, lp, h) = sample(&logits[r * vocab..(r + 1) * vocab], config, &mut rngs[r]);
+        // rows draw in parallel, each from its own generator
+        let draws: Vec<Option<(u32, f64, f64)>> = (logits.par_chunks(vocab).zip(&mut rngs).zip(&out))
+            .map(|((row, rng), o)| (!o.finished).then(|| sample(row, config, rng)))
+            .collect();
+        for (r, draw) in draws.into_iter().enumerate() {
+            let Some((t, lp, h)) = draw else { continue };
             out[r].tokens.push(t);
             out[r].logprobs.push(lp);
             out[r].entropies.push(h);
@@ -160,6 +162,7 @@ pub fn prefill_shared(model: &CausalLm, prompts: &[Vec<u32>]) -> (KvCache, Vec<f
         .collect();
     cache.valid = prompts.iter().map(|p| std::iter::repeat_n(false, len - p.len()).chain(std::iter::repeat_n(true, p.len())).collect()).collect();
     cache.next_position = prompts.iter().map(Vec::len).collect();
+    cache.capacity = len;
     let hidden = Tensor::cat(last_hidden, 0).select(0, inverse);
     let logits = model.logits(hidden).into_data().try_to_vec::<f32>().expect("logits are f32");
     (cache, logits)

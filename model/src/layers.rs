@@ -1,7 +1,9 @@
 //! The decoder's building blocks. Field names are the HF checkpoint keys, and weights keep the
 //! HF `[out, in]` layout, so loading and export are straight key maps.
 
-use crate::rope;
+use crate::{few_rows, rope};
+use burn::tensor::{DType, TensorData};
+use burn_flex::{Flex, FlexTensor};
 use burn::module::{Module, Param};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -21,14 +23,35 @@ impl Proj {
     }
 }
 
-/// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) it runs as (W · xᵀ)ᵀ: the
-/// CPU gemm then streams W as the large operand instead of repacking it for each call.
+/// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) it runs as (W · xᵀ)ᵀ: on the
+/// CPU without autodiff by [`few_rows::w_xt`], which streams W once instead of repacking it.
 pub fn project(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    if x.dims()[0] <= 16 {
-        return w.matmul(x.transpose()).transpose();
+    if x.dims()[0] > FEW_ROWS {
+        return x.matmul(w.transpose());
     }
-    x.matmul(w.transpose())
+    match (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
+        (Ok(xf), Ok(wf)) if xf.dtype() == DType::F32 && wf.dtype() == DType::F32 => {
+            let ([m, k], [n, _]) = (x.dims(), w.dims());
+            let (xf, wf) = (dense(xf), dense(wf));
+            let out = few_rows::w_xt(values(&xf), m, values(&wf), n, k);
+            Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [n, m]))).transpose()
+        }
+        _ => w.matmul(x.transpose()).transpose(),
+    }
 }
+
+/// `t`, copied into one dense block only when it is a strided view.
+fn dense(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
+}
+
+/// The values of a dense f32 tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a dense f32 tensor")
+}
+
+/// Up to this many rows, [`project`] takes its few-rows path.
+const FEW_ROWS: usize = 16;
 
 /// RMSNorm: x / sqrt(mean(x²) + ε) · w, over the last dim.
 #[derive(Module, Debug)]
@@ -47,11 +70,37 @@ impl RmsNorm {
     }
 }
 
-/// Per-layer key/value cache: `[batch, kv_heads, cached, head_dim]` each.
+/// Per-layer key/value cache: `[batch, kv_heads, capacity, head_dim]` each. Keys are written in
+/// place at their position; slots past the cached length are zeros that the mask hides, so a
+/// decode step neither copies the cache nor allocates (see [`crate::KvCache::reserve`]).
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
-    /// Keys after RoPE, or `None` before the first call.
+    /// Keys after RoPE and values, or `None` before the first call.
     pub kv: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl LayerCache {
+    /// Writes `k`, `v` `[batch, kv_heads, t, hd]` at key positions `past..past + t`, first
+    /// growing the cache to `capacity` keys when it holds fewer; returns the whole cache.
+    pub fn write(&mut self, k: Tensor<4>, v: Tensor<4>, past: usize, capacity: usize) -> (Tensor<4>, Tensor<4>) {
+        let [b, heads, t, hd] = k.dims();
+        let grown = |old: Option<Tensor<4>>, new: Tensor<4>| {
+            let have = old.as_ref().map_or(0, |o| o.dims()[2]);
+            let cache = match old {
+                Some(old) if have >= capacity => old,
+                None if past == 0 && t == capacity => return new,
+                old => {
+                    let zeros = Tensor::<4>::zeros([b, heads, capacity - have, hd], &new.device());
+                    old.map_or(zeros.clone(), |old| Tensor::cat(vec![old, zeros], 2))
+                }
+            };
+            cache.slice_assign([0..b, 0..heads, past..past + t, 0..hd], new)
+        };
+        let (pk, pv) = self.kv.take().unzip();
+        let (k, v) = (grown(pk, k), grown(pv, v));
+        self.kv = Some((k.clone(), v.clone()));
+        (k, v)
+    }
 }
 
 /// What every layer of one forward call shares: RoPE tables and the attention mask.
@@ -62,6 +111,10 @@ pub struct AttentionContext {
     pub sin: Tensor<4>,
     /// `true` = masked, `[batch, heads, seq, keys]`; `None` = plain causal with no padding.
     pub mask: Option<Tensor<4, Bool>>,
+    /// Cached keys before this call: where its keys are written.
+    pub past: usize,
+    /// Keys the cache holds after this call (its capacity, ≥ past + seq); the mask's last dim.
+    pub capacity: usize,
 }
 
 /// Grouped-query self-attention with optional q/k-norm (Qwen3).
@@ -104,16 +157,9 @@ impl Attention {
         // 3. rotate
         let q = rope::apply(q, &ctx.cos, &ctx.sin);
         let k = rope::apply(k, &ctx.cos, &ctx.sin);
-        // 4. extend the cache
+        // 4. write into the cache
         let (k, v) = match cache {
-            Some(c) => {
-                let (k, v) = match c.kv.take() {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-                    None => (k, v),
-                };
-                c.kv = Some((k.clone(), v.clone()));
-                (k, v)
-            }
+            Some(c) => c.write(k, v, ctx.past, ctx.capacity),
             None => (k, v),
         };
         // 5. share kv heads across their query group. One query per row (decoding): the

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod device;
 pub mod fetch;
+pub mod few_rows;
 pub mod generate;
 pub mod gguf;
 pub mod layers;

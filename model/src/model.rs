@@ -41,16 +41,32 @@ pub struct CausalLm {
 pub struct KvCache {
     /// One per layer.
     pub layers: Vec<LayerCache>,
+    /// Key slots every layer holds (≥ [`KvCache::len`]); see [`KvCache::reserve`].
+    pub capacity: usize,
     /// Per row, per cached key position: a real token (not left padding).
     pub valid: Vec<Vec<bool>>,
     /// Per row, the position id the next token gets.
     pub next_position: Vec<usize>,
 }
 
+/// Key slots a decoding cache grows by at a time.
+pub const DECODE_SLACK: usize = 32;
+
 impl KvCache {
     /// An empty cache for `batch` rows.
     pub fn new(num_layers: usize, batch: usize) -> Self {
-        Self { layers: vec![LayerCache::default(); num_layers], valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+        Self { layers: vec![LayerCache::default(); num_layers], capacity: 0, valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+    }
+
+    /// The capacity for `t` more keys: unchanged when they fit, else exactly enough for a
+    /// prompt (t > 1), or [`DECODE_SLACK`] more for a decoded token, so that decoding grows
+    /// the cache (a copy) once every `DECODE_SLACK` tokens instead of at every step.
+    pub fn reserve(&mut self, t: usize) -> usize {
+        let need = self.len() + t;
+        if need > self.capacity {
+            self.capacity = need + if t == 1 { DECODE_SLACK } else { 0 };
+        }
+        self.capacity
     }
 
     /// Cached length (same for every row).
@@ -123,6 +139,7 @@ impl CausalLm {
             None => &mut local,
         };
         let past = cache_ref.len();
+        let capacity = cache_ref.reserve(t);
         // Positions count real tokens only, so a left-padded row starts at 0.
         let mut positions = vec![vec![0usize; t]; b];
         for (r, row) in valid.iter().enumerate() {
@@ -137,8 +154,8 @@ impl CausalLm {
             cache_ref.valid[r].extend_from_slice(row);
         }
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
-        let plain = past == 0 && valid.iter().all(|r| r.iter().all(|v| *v));
-        let mask = (!plain).then(|| causal_padding_mask(&cache_ref.valid, past, t, heads, &device));
+        let plain = capacity == t && valid.iter().all(|r| r.iter().all(|v| *v));
+        let mask = (!plain).then(|| causal_padding_mask(&cache_ref.valid, past, t, capacity, heads, &device));
         self.run_layers(x, &positions, mask, cache_ref, steer, tap)
     }
 
@@ -161,11 +178,12 @@ impl CausalLm {
         let ids = Tensor::<1, Int>::from_data(TensorData::new(tokens.iter().map(|t| *t as i64).collect(), [n]), &device);
         let x = self.model.embed_tokens.weight.val().select(0, ids).reshape([1, n, d]);
         let past = cache.len();
+        let capacity = cache.reserve(n);
         // 1. per token: the cached prefix its root continues, its position, its ancestors
         let (mut root_keys, mut positions) = (vec![0usize; n], vec![0usize; n]);
-        let mut mask = vec![true; n * (past + n)];
+        let mut mask = vec![true; n * capacity];
         for i in 0..n {
-            let row = &mut mask[i * (past + n)..(i + 1) * (past + n)];
+            let row = &mut mask[i * capacity..(i + 1) * capacity];
             match parent[i] {
                 None => {
                     root_keys[i] = branch[i].min(past);
@@ -186,7 +204,7 @@ impl CausalLm {
         }
         cache.valid[0].extend(std::iter::repeat_n(true, n));
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
-        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, past + n]), &device).expand([1, heads, n, past + n]);
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, capacity]), &device).expand([1, heads, n, capacity]);
         self.run_layers(x, &[positions], Some(mask), cache, None, None)
     }
 
@@ -204,7 +222,10 @@ impl CausalLm {
         let device = x.device();
         let head_dim = self.model.layers.first().map_or(2, |l| l.self_attn.head_dim);
         let (cos, sin) = rope::tables(positions, head_dim, self.rope_theta, &device);
-        let ctx = AttentionContext { cos, sin, mask };
+        let t = x.dims()[1];
+        let capacity = cache.capacity.max(t);
+        let past = cache.len() - t;
+        let ctx = AttentionContext { cos, sin, mask, past, capacity };
         let use_cache = !cache.layers.is_empty();
         let mut x = x;
         for (l, layer) in self.model.layers.iter().enumerate() {
@@ -233,10 +254,11 @@ impl CausalLm {
     }
 }
 
-/// `true` where query i of row r must not see key j: j after the query, or j is padding.
-/// A query with nothing to see (a padded query) may see itself, so softmax stays finite.
-fn causal_padding_mask(valid: &[Vec<bool>], past: usize, t: usize, heads: usize, device: &Device) -> Tensor<4, Bool> {
-    let (b, keys) = (valid.len(), past + t);
+/// `true` where query i of row r must not see key j: j after the query, j is padding, or j is
+/// a cache slot not written yet (up to `keys`, the capacity). A query with nothing to see (a
+/// padded query) may see itself, so softmax stays finite.
+fn causal_padding_mask(valid: &[Vec<bool>], past: usize, t: usize, keys: usize, heads: usize, device: &Device) -> Tensor<4, Bool> {
+    let b = valid.len();
     let mut data = Vec::with_capacity(b * t * keys);
     for row in valid {
         for i in 0..t {

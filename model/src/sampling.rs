@@ -46,18 +46,22 @@ impl SamplingConfig {
     }
 }
 
-/// log softmax(logits / t) of one row, computed in f64.
-pub fn log_softmax(logits: &[f32], t: f64) -> Vec<f64> {
+/// log softmax(logits / t) and softmax(logits / t) of one row, in f64, with one exp per entry.
+pub fn softmax(logits: &[f32], t: f64) -> (Vec<f64>, Vec<f64>) {
     let max = logits.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b)) as f64;
-    let lse = logits.iter().map(|x| ((*x as f64 - max) / t).exp()).sum::<f64>().ln();
-    logits.iter().map(|x| (*x as f64 - max) / t - lse).collect()
+    let scaled: Vec<f64> = logits.iter().map(|x| (*x as f64 - max) / t).collect();
+    let mut p: Vec<f64> = scaled.iter().map(|s| s.exp()).collect();
+    let sum = p.iter().sum::<f64>();
+    let lse = sum.ln();
+    p.iter_mut().for_each(|e| *e /= sum);
+    (scaled.into_iter().map(|s| s - lse).collect(), p)
 }
 
 /// Draws a token from `logits` (one row); returns (token, log-prob, entropy), both of the full
 /// distribution at the log-prob temperature (no top-k/top-p truncation): the log-prob is the
 /// quantity the trainer recomputes with autodiff, the entropy H = −Σ p log p is TRL's `entropy`.
 pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut impl Rng) -> (u32, f64, f64) {
-    let logp = log_softmax(logits, config.logprob_temperature());
+    let (logp, p) = softmax(logits, config.logprob_temperature());
     let token = if config.temperature <= 0.0 {
         argmax(&logp)
     } else {
@@ -71,17 +75,17 @@ pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut impl Rng) -> (u
             if config.top_p < 1.0 {
                 let mut mass = 0.0;
                 let keep = order.iter().position(|i| {
-                    mass += logp[*i].exp();
+                    mass += p[*i];
                     mass >= config.top_p
                 });
                 order.truncate(keep.map_or(order.len(), |k| k + 1));
             }
         }
-        let total: f64 = order.iter().map(|i| logp[*i].exp()).sum();
+        let total: f64 = order.iter().map(|i| p[*i]).sum();
         let mut u = rng.random::<f64>() * total;
         let mut chosen = *order.last().expect("vocabulary is not empty");
         for i in &order {
-            u -= logp[*i].exp();
+            u -= p[*i];
             if u <= 0.0 {
                 chosen = *i;
                 break;
@@ -89,7 +93,7 @@ pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut impl Rng) -> (u
         }
         chosen
     };
-    let entropy = -logp.iter().map(|l| l.exp() * l).filter(|x| x.is_finite()).sum::<f64>();
+    let entropy = -p.iter().zip(&logp).map(|(p, l)| p * l).filter(|x| x.is_finite()).sum::<f64>();
     (token as u32, logp[token], entropy)
 }
 

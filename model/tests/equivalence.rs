@@ -4,6 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use selfemo_model::generate::{left_pad, prefill_padded, prefill_shared};
+use selfemo_model::model::DECODE_SLACK;
 use selfemo_model::{Architecture, CausalLm, KvCache, ModelConfig, SamplingConfig, completion_logprobs, generate};
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
@@ -14,19 +15,25 @@ fn prompts() -> Vec<Vec<u32>> {
     vec![vec![3, 17, 42, 5, 9, 11, 60], vec![7, 8], vec![90, 1, 2, 3, 4]]
 }
 
+/// Decoding runs past two cache growths (the cache holds `DECODE_SLACK` spare key slots), and
+/// every step's logits equal recomputing the whole sequence.
 #[test]
 fn cached_decoding_equals_full_recomputation_on_a_ragged_batch() {
+    let steps = 2 * DECODE_SLACK + 3;
     for arch in [Architecture::Llama, Architecture::Qwen3] {
         let model = CausalLm::random(&ModelConfig::tiny(arch), 1, &Device::flex());
         let rows = prompts();
-        let continuation: Vec<Vec<u32>> = vec![vec![12, 13, 14], vec![15, 16, 17], vec![18, 19, 20]];
+        let continuation: Vec<Vec<u32>> = (0..3).map(|r| (0..steps).map(|i| ((12 + 7 * i + r) % 96) as u32).collect()).collect();
         let (ids, valid) = left_pad(&rows, 0, &Device::flex());
         let mut cache = KvCache::new(model.num_layers(), rows.len());
         model.hidden(ids, &valid, Some(&mut cache), None);
-        for step in 0..3 {
+        let mut capacities = vec![cache.capacity];
+        for step in 0..steps {
             let next: Vec<i64> = continuation.iter().map(|c| c[step] as i64).collect();
             let x = Tensor::<2, Int>::from_data(TensorData::new(next, [3, 1]), &Device::flex());
             let h = model.hidden(x, &vec![vec![true]; 3], Some(&mut cache), None);
+            assert!(cache.capacity >= cache.len());
+            capacities.push(cache.capacity);
             let cached = to_vec(model.logits(h.reshape([3, 32])));
             for (r, row) in rows.iter().enumerate() {
                 let full: Vec<u32> = row.iter().chain(&continuation[r][..=step]).copied().collect();
@@ -39,6 +46,8 @@ fn cached_decoding_equals_full_recomputation_on_a_ragged_batch() {
                 assert!(diff < 1e-4, "{arch:?} row {r} step {step}: {diff}");
             }
         }
+        capacities.dedup();
+        assert_eq!(capacities.len(), 4, "the prompt's exact fit, then three growths: {capacities:?}");
     }
 }
 

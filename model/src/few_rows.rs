@@ -1,0 +1,184 @@
+//! W · xᵀ for a few rows of x (decoding) on the CPU. A general gemm packs W into panels on every
+//! call, which for 8 rows of x costs more than the product itself. Here W `[n, k]` streams from
+//! memory once, each of its rows meeting every row of x while it sits in L1, so a decode step
+//! runs at the speed of memory instead of the speed of packing (`selfemo bench model`).
+
+use rayon::prelude::*;
+
+/// Rows of W per parallel task (a multiple of the kernel's 3-row tile).
+const TASK_ROWS: usize = 96;
+
+/// Below this many weights (n · k) the product runs on one thread: dispatch would cost more.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// outᵀ `[n, m]` = W `[n, k]` · xᵀ, for x `[m, k]`; both row-major.
+pub fn w_xt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "x must be [m, k]");
+    assert_eq!(w.len(), n * k, "W must be [n, k]");
+    let mut out = vec![0.0; n * m];
+    if m == 0 || n == 0 {
+        return out;
+    }
+    let task = |(i, out): (usize, &mut [f32])| {
+        let rows = out.len() / m;
+        block(x, m, &w[i * TASK_ROWS * k..(i * TASK_ROWS + rows) * k], k, out);
+    };
+    if n * k >= PARALLEL_MIN {
+        out.par_chunks_mut(TASK_ROWS * m).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(TASK_ROWS * m).enumerate().for_each(task);
+    }
+    out
+}
+
+/// One task: outᵀ for a block of W's rows, with the fastest kernel this CPU runs.
+fn block(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { avx2::block(x, m, w, k, out) };
+        return;
+    }
+    portable_block(x, m, w, k, out);
+}
+
+/// The kernel for CPUs without AVX2: one dot product per output.
+fn portable_block(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
+    for (row, out) in w.chunks_exact(k).zip(out.chunks_exact_mut(m)) {
+        for (o, xr) in out.iter_mut().zip(x.chunks_exact(k)) {
+            *o = dot(xr, row);
+        }
+    }
+}
+
+/// Σ a·b over eight interleaved partial sums, which the compiler vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Rows of W per register tile.
+    const NB: usize = 3;
+    /// Rows of x per register tile (NB · RB = 12 accumulators of the 16 registers).
+    const RB: usize = 4;
+    /// How far ahead of the loads W is prefetched, in floats (8 KiB: several rows ahead).
+    const PREFETCH: usize = 2048;
+
+    /// outᵀ `[w rows, m]` = W · xᵀ, tile by tile: NB rows of W against RB rows of x over the
+    /// whole k, 8 lanes at a time, then the lane sums and the k % 8 tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA. Slices: x `[m, k]`, w `[rows, k]`, out `[rows, m]`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // register tiles read best as indexed loops
+    pub unsafe fn block(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
+        let rows = w.len() / k;
+        assert!(x.len() == m * k && out.len() == rows * m);
+        let k8 = k / 8 * 8;
+        let (xp, wp) = (x.as_ptr(), w.as_ptr());
+        for n in (0..rows).step_by(NB) {
+            let nb = (rows - n).min(NB);
+            for r in (0..m).step_by(RB) {
+                let rb = (m - r).min(RB);
+                let mut acc = [[_mm256_setzero_ps(); NB]; RB];
+                for c in (0..k8).step_by(8) {
+                    let mut wv = [_mm256_setzero_ps(); NB];
+                    for j in 0..nb {
+                        // SAFETY: row n + j < rows and c + 8 <= k, inside w. The prefetch is
+                        // a hint that never faults; its address is computed without `add`.
+                        unsafe {
+                            let at = wp.add((n + j) * k + c);
+                            if c % 16 == 0 {
+                                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH).cast());
+                            }
+                            wv[j] = _mm256_loadu_ps(at);
+                        }
+                    }
+                    for i in 0..rb {
+                        // SAFETY: row r + i < m and c + 8 <= k, inside x.
+                        let xv = unsafe { _mm256_loadu_ps(xp.add((r + i) * k + c)) };
+                        for j in 0..NB {
+                            acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+                        }
+                    }
+                }
+                for i in 0..rb {
+                    let xr = &x[(r + i) * k..(r + i + 1) * k];
+                    for j in 0..nb {
+                        let wr = &w[(n + j) * k..(n + j + 1) * k];
+                        let tail: f32 = xr[k8..].iter().zip(&wr[k8..]).map(|(a, b)| a * b).sum();
+                        out[(n + j) * m + r + i] = lane_sum(acc[i][j]) + tail;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The sum of a register's eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn lane_sum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
+        let s = _mm_hadd_ps(s, s);
+        _mm_cvtss_f32(_mm_hadd_ps(s, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n * m];
+        for i in 0..n {
+            for r in 0..m {
+                out[i * m + r] = (0..k).map(|c| x[r * k + c] as f64 * w[i * k + c] as f64).sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any m, n, k (tails of the 3 × 4 tile and of the 8 lanes, several tasks) match the
+        /// plain triple loop.
+        #[test]
+        fn matches_the_plain_product(m in 1usize..18, n in 1usize..400, k in 1usize..80, seed in 0u64..1000) {
+            let val = |i: usize| (((i as u64 * 2654435761 + seed * 97) % 2001) as f32 - 1000.0) / 1000.0;
+            let x: Vec<f32> = (0..m * k).map(val).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| val(i + 7919)).collect();
+            let got = w_xt(&x, m, &w, n, k);
+            for (g, e) in got.iter().zip(naive(&x, m, &w, n, k)) {
+                prop_assert!((g - e).abs() <= 1e-5 * (1.0 + k as f32), "{g} vs {e}");
+            }
+        }
+    }
+
+    /// A product large enough to run in parallel tasks matches too, and so does the
+    /// portable kernel.
+    #[test]
+    fn parallel_and_portable_kernels_match() {
+        let (m, n, k) = (8, 1000, 576);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0).collect();
+        assert!(n * k >= PARALLEL_MIN);
+        let expect = naive(&x, m, &w, n, k);
+        let mut portable = vec![0.0; n * m];
+        portable_block(&x, m, &w, k, &mut portable);
+        for got in [w_xt(&x, m, &w, n, k), portable] {
+            let worst = got.iter().zip(&expect).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-3, "worst error {worst}");
+        }
+    }
+}
