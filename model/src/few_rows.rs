@@ -13,22 +13,35 @@ const PARALLEL_MIN: usize = 1 << 18;
 
 /// outᵀ `[n, m]` = W `[n, k]` · xᵀ, for x `[m, k]`; both row-major.
 pub fn w_xt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    w_xt_many(x, m, &[(w, n)], k).pop().expect("one product")
+}
+
+/// [`w_xt`] for several weights `(W, n)` that share x (q/k/v, gate/up), in one parallel pass
+/// over all their row blocks.
+pub fn w_xt_many(x: &[f32], m: usize, weights: &[(&[f32], usize)], k: usize) -> Vec<Vec<f32>> {
     assert_eq!(x.len(), m * k, "x must be [m, k]");
-    assert_eq!(w.len(), n * k, "W must be [n, k]");
-    let mut out = vec![0.0; n * m];
-    if m == 0 || n == 0 {
-        return out;
+    let mut outs: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|(w, n)| {
+            assert_eq!(w.len(), n * k, "W must be [n, k]");
+            vec![0.0; n * m]
+        })
+        .collect();
+    if m == 0 || k == 0 {
+        return outs;
     }
-    let task = |(i, out): (usize, &mut [f32])| {
-        let rows = out.len() / m;
-        block(x, m, &w[i * TASK_ROWS * k..(i * TASK_ROWS + rows) * k], k, out);
-    };
-    if n * k >= PARALLEL_MIN {
-        out.par_chunks_mut(TASK_ROWS * m).enumerate().for_each(task);
+    let tasks: Vec<(&[f32], &mut [f32])> = weights
+        .iter()
+        .zip(&mut outs)
+        .flat_map(|((w, _), out)| w.chunks(TASK_ROWS * k).zip(out.chunks_mut(TASK_ROWS * m)))
+        .collect();
+    let run = |(w, out): (&[f32], &mut [f32])| block(x, m, w, k, out);
+    if weights.iter().map(|(_, n)| n * k).sum::<usize>() >= PARALLEL_MIN {
+        tasks.into_par_iter().for_each(run);
     } else {
-        out.chunks_mut(TASK_ROWS * m).enumerate().for_each(task);
+        tasks.into_iter().for_each(run);
     }
-    out
+    outs
 }
 
 /// One task: outᵀ for a block of W's rows, with the fastest kernel this CPU runs.
@@ -162,6 +175,19 @@ mod tests {
             for (g, e) in got.iter().zip(naive(&x, m, &w, n, k)) {
                 prop_assert!((g - e).abs() <= 1e-5 * (1.0 + k as f32), "{g} vs {e}");
             }
+        }
+    }
+
+    /// Several weights in one pass give each weight's own product.
+    #[test]
+    fn many_weights_equal_one_at_a_time() {
+        let (m, k) = (5, 40);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 13 % 41) as f32 - 20.0) / 20.0).collect();
+        let ws: Vec<(Vec<f32>, usize)> = [300, 7, 1000].iter().map(|&n| ((0..n * k).map(|i| ((i * 7 % 53) as f32 - 26.0) / 26.0).collect(), n)).collect();
+        let weights: Vec<(&[f32], usize)> = ws.iter().map(|(w, n)| (w.as_slice(), *n)).collect();
+        let many = w_xt_many(&x, m, &weights, k);
+        for (got, (w, n)) in many.iter().zip(&weights) {
+            assert_eq!(got, &w_xt(&x, m, w, *n, k));
         }
     }
 

@@ -26,32 +26,43 @@ impl Proj {
 /// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) it runs as (W · xᵀ)ᵀ: on the
 /// CPU without autodiff by [`few_rows::w_xt`], which streams W once instead of repacking it.
 pub fn project(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    if x.dims()[0] > FEW_ROWS {
-        return x.matmul(w.transpose());
-    }
-    match (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
-        (Ok(xf), Ok(wf)) if xf.dtype() == DType::F32 && wf.dtype() == DType::F32 => {
-            let ([m, k], [n, _]) = (x.dims(), w.dims());
-            let (xf, wf) = (dense(xf), dense(wf));
-            let out = few_rows::w_xt(values(&xf), m, values(&wf), n, k);
-            Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [n, m]))).transpose()
-        }
-        _ => w.matmul(x.transpose()).transpose(),
-    }
+    project_many(x, vec![w]).pop().expect("one projection")
 }
 
-/// `t`, copied into one dense block only when it is a strided view.
-fn dense(t: FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
+/// [`project`] of one x by several weights (q/k/v, gate/up): on the few-rows path they share
+/// one parallel pass.
+pub fn project_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+    let [m, k] = x.dims();
+    if m <= FEW_ROWS
+        && let Some(xf) = dense_f32(&x)
+        && let Some(wf) = ws.iter().map(dense_f32).collect::<Option<Vec<_>>>()
+    {
+        let weights: Vec<(&[f32], usize)> = wf.iter().map(|w| (values(w), w.layout().shape()[0])).collect();
+        return few_rows::w_xt_many(values(&xf), m, &weights, k)
+            .into_iter()
+            .zip(&weights)
+            .map(|(out, (_, n))| Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [*n, m]))).transpose())
+            .collect();
+    }
+    ws.into_iter()
+        .map(|w| if m <= FEW_ROWS { w.matmul(x.clone().transpose()).transpose() } else { x.clone().matmul(w.transpose()) })
+        .collect()
+}
+
+/// Up to this many rows, [`project`] takes its few-rows path.
+const FEW_ROWS: usize = 16;
+
+/// `t` as a dense f32 CPU tensor (copied only when it is a strided view), or `None` when it
+/// lives elsewhere, tracks gradients, or holds another dtype.
+fn dense_f32(t: &Tensor<2>) -> Option<FlexTensor> {
+    let t = t.clone().try_into_primitive::<Flex>().ok().filter(|t| t.dtype() == DType::F32)?;
+    Some(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
 }
 
 /// The values of a dense f32 tensor.
 fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("a dense f32 tensor")
 }
-
-/// Up to this many rows, [`project`] takes its few-rows path.
-const FEW_ROWS: usize = 16;
 
 /// RMSNorm: x / sqrt(mean(x²) + ε) · w, over the last dim.
 #[derive(Module, Debug)]
@@ -147,8 +158,10 @@ impl Attention {
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let flat = x.reshape([b * t, d]);
         // 1. project and split heads: [b, heads, t, hd]
-        let heads = |p: &Proj, n: usize| p.forward(flat.clone()).reshape([b, t, n, hd]).swap_dims(1, 2);
-        let (mut q, mut k, v) = (heads(&self.q_proj, h), heads(&self.k_proj, kv), heads(&self.v_proj, kv));
+        let weights = vec![self.q_proj.weight.val(), self.k_proj.weight.val(), self.v_proj.weight.val()];
+        let heads = |x: Tensor<2>, n: usize| x.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let [q, k, v]: [Tensor<2>; 3] = project_many(flat, weights).try_into().expect("three projections");
+        let (mut q, mut k, v) = (heads(q, h), heads(k, kv), heads(v, kv));
         // 2. q/k-norm per head (Qwen3)
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(q);
@@ -200,8 +213,8 @@ pub struct Mlp {
 impl Mlp {
     /// x `[n, d]` → `[n, d]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let gate = activation::silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let [gate, up]: [Tensor<2>; 2] = project_many(x, vec![self.gate_proj.weight.val(), self.up_proj.weight.val()]).try_into().expect("two projections");
+        self.down_proj.forward(activation::silu(gate) * up)
     }
 }
 
