@@ -50,7 +50,7 @@ pub fn project_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
 }
 
 /// Up to this many rows, [`project`] takes its few-rows path.
-const FEW_ROWS: usize = 16;
+const FEW_ROWS: usize = 32;
 
 /// `t` as a dense f32 CPU tensor (copied only when it is a strided view), or `None` when it
 /// lives elsewhere, tracks gradients, or holds another dtype.

@@ -2,8 +2,10 @@
 //! as achieved GFLOP/s over the f32 matmul GFLOP/s measured in the same run (the machine's peak).
 
 use anyhow::{Context, Result};
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use clap::Args;
+use selfemo_model::layers::project;
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, SamplingConfig, completion_logprobs, generate, parse_device};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -51,6 +53,9 @@ struct Row {
     tokens_per_s: f64,
     gflops: f64,
     fraction_of_peak: f64,
+    /// Decoding: the model's weights read per second (each step reads all of them once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weights_gb_per_s: Option<f64>,
 }
 
 /// Best wall time of `repeats` runs of `f`, in seconds.
@@ -94,9 +99,9 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     println!("model: {} layers, d {}, vocab {}; threads {}", c.num_hidden_layers, c.hidden_size, c.vocab_size, threads());
     println!("f32 matmul peak (best of square and MLP shapes, same run): {peak:.1} GFLOP/s at {shape:?}");
     let mut rows = Vec::new();
-    let mut push = |what: String, tokens: f64, flops: f64, secs: f64| {
+    let mut push = |what: String, tokens: f64, flops: f64, secs: f64, weights_gb_per_s: Option<f64>| {
         let gflops = flops / secs / 1e9;
-        rows.push(Row { what, tokens_per_s: tokens / secs, gflops, fraction_of_peak: gflops / peak });
+        rows.push(Row { what, tokens_per_s: tokens / secs, gflops, fraction_of_peak: gflops / peak, weights_gb_per_s });
     };
     let ids: Vec<u32> = (0..args.prompt_len).map(|i| 300 + (i as u32 * 37) % 20_000).collect();
     let t = args.prompt_len;
@@ -104,13 +109,14 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     // Prefill: the whole prompt, logits at the last position only (as generation does).
     let prefill_flops = (0..t).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>() + c.head_flops();
     let m = &loaded.model;
+    let weight_bytes = (m.num_params() * 4) as f64;
     let s = best_of(args.repeats, &device, || {
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|v| *v as i64).collect(), [1, t]), &device);
         let h = m.hidden(x, &[vec![true; t]], None, None);
         let last = h.slice([0..1, t - 1..t, 0..c.hidden_size]).reshape([1, c.hidden_size]);
         let _ = m.logits(last).into_data();
     });
-    push(format!("prefill b1 x {t}"), t as f64, prefill_flops, s);
+    push(format!("prefill b1 x {t}"), t as f64, prefill_flops, s, None);
 
     // Decode: batch 1 and 8 after a 32-token prompt, forced to run every step (no stop token).
     for b in [1usize, 8] {
@@ -125,7 +131,20 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         });
         let steps = args.decode_tokens as f64;
         let flops = b as f64 * (0..args.decode_tokens).map(|i| c.trunk_flops_per_token(33 + i) + c.head_flops()).sum::<f64>();
-        push(format!("decode b{b}"), b as f64 * steps, flops, (total_s - prompt_s).max(1e-9));
+        let secs = (total_s - prompt_s).max(1e-9);
+        push(format!("decode b{b}"), b as f64 * steps, flops, secs, Some(steps / secs * weight_bytes / 1e9));
+    }
+
+    // The vocabulary projection of 8 decoded rows, by the few-rows kernel decoding uses and by
+    // the general gemm: W (the head, larger than the caches) streams from memory.
+    let head = m.lm_head.as_ref().map_or_else(|| m.model.embed_tokens.weight.val(), |h| h.weight.val());
+    let decoded = Tensor::<2>::random([8, c.hidden_size], Distribution::Default, &device);
+    for (what, few_rows) in [("head b8, few-rows kernel", true), ("head b8, gemm", false)] {
+        let s = best_of(args.repeats, &device, || {
+            let out = if few_rows { project(decoded.clone(), head.clone()) } else { head.clone().matmul(decoded.clone().transpose()) };
+            let _ = out.into_data();
+        });
+        push(what.to_string(), 8.0, c.head_flops() * 8.0, s, None);
     }
 
     // Forward + backward of completion log-probs (the training step's core).
@@ -141,16 +160,48 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
     });
     let seq = bp + bc;
     let fwd = args.train_batch as f64 * ((0..seq).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>() + bc as f64 * c.head_flops());
-    push(format!("fwd+bwd b{} x {seq} ({bc} scored)", args.train_batch), (args.train_batch * seq) as f64, 3.0 * fwd, s);
+    push(format!("fwd+bwd b{} x {seq} ({bc} scored)", args.train_batch), (args.train_batch * seq) as f64, 3.0 * fwd, s, None);
 
     println!("{:<34} {:>12} {:>10} {:>10}", "measurement", "tokens/s", "GFLOP/s", "of peak");
     for r in &rows {
         println!("{:<34} {:>12.1} {:>10.1} {:>9.1}%", r.what, r.tokens_per_s, r.gflops, 100.0 * r.fraction_of_peak);
     }
-    let report = serde_json::json!({ "matmul_peak_gflops": peak, "peak_shape": shape, "layers": c.num_hidden_layers, "rows": rows });
+    let bandwidth = (args.device == "cpu").then(|| memory_read_gbps(args.repeats + 2));
+    for r in rows.iter().filter(|r| r.weights_gb_per_s.is_some()) {
+        let gbps = r.weights_gb_per_s.unwrap_or_default();
+        let share = bandwidth.map_or(String::new(), |bw| format!(", {:.0}% of the memory read bandwidth", 100.0 * gbps / bw));
+        println!("{} reads the {:.0} MB of weights at {gbps:.1} GB/s{share}", r.what, weight_bytes / 1e6);
+    }
+    if let Some(bw) = bandwidth {
+        println!("memory read bandwidth (same run): {bw:.1} GB/s");
+    }
+    let report = serde_json::json!({
+        "matmul_peak_gflops": peak, "peak_shape": shape, "memory_read_gb_per_s": bandwidth,
+        "weight_bytes": weight_bytes, "layers": c.num_hidden_layers, "rows": rows,
+    });
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Read bandwidth of main memory in GB/s: every thread sums its share of a 256 MiB buffer
+/// (larger than any cache), best of `repeats`. Decoding a few rows is bound by this.
+fn memory_read_gbps(repeats: usize) -> f64 {
+    use rayon::prelude::*;
+    let buffer = vec![1.0f32; 64 << 20];
+    let sum = |chunk: &[f32]| {
+        let mut acc = [0.0f32; 16];
+        chunk.chunks_exact(16).for_each(|c| acc.iter_mut().zip(c).for_each(|(a, x)| *a += x));
+        acc.iter().sum::<f32>()
+    };
+    let secs = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(buffer.par_chunks(1 << 20).map(sum).sum::<f32>());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    (buffer.len() * 4) as f64 / secs / 1e9
 }
 
 /// Hardware threads available to the CPU backend.
