@@ -83,7 +83,7 @@ impl RmsNorm {
 
 /// Per-layer key/value cache: `[batch, kv_heads, capacity, head_dim]` each. Keys are written in
 /// place at their position; slots past the cached length are zeros that the mask hides, so a
-/// decode step neither copies the cache nor allocates (see [`crate::KvCache::reserve`]).
+/// decode step neither copies nor reallocates the cache (see [`crate::KvCache::reserve`]).
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
     /// Keys after RoPE and values, or `None` before the first call.
