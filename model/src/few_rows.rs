@@ -1,4 +1,4 @@
-//! W · xᵀ for a few rows of x (decoding) on the CPU. A general gemm packs W into panels on every
+//! x · Wᵀ for a few rows of x (decoding) on the CPU. A general gemm packs W into panels on every
 //! call, which for 8 rows of x costs more than the product itself. Here W `[n, k]` streams from
 //! memory once, each of its rows meeting every row of x while it sits in L1, so a decode step
 //! runs at the speed of memory instead of the speed of packing (`selfemo bench model`).
@@ -11,31 +11,34 @@ const TASK_ROWS: usize = 96;
 /// Below this many weights (n · k) the product runs on one thread: dispatch would cost more.
 const PARALLEL_MIN: usize = 1 << 18;
 
-/// outᵀ `[n, m]` = W `[n, k]` · xᵀ, for x `[m, k]`; both row-major.
-pub fn w_xt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
-    w_xt_many(x, m, &[(w, n)], k).pop().expect("one product")
+/// out `[m, n]` = x `[m, k]` · Wᵀ, for W `[n, k]`; all row-major.
+pub fn x_wt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    x_wt_many(x, m, &[(w, n)], k).pop().expect("one product")
 }
 
-/// [`w_xt`] for several weights `(W, n)` that share x (q/k/v, gate/up), in one parallel pass
+/// [`x_wt`] for several weights `(W, n)` that share x (q/k/v, gate/up), in one parallel pass
 /// over all their row blocks.
-pub fn w_xt_many(x: &[f32], m: usize, weights: &[(&[f32], usize)], k: usize) -> Vec<Vec<f32>> {
+pub fn x_wt_many(x: &[f32], m: usize, weights: &[(&[f32], usize)], k: usize) -> Vec<Vec<f32>> {
     assert_eq!(x.len(), m * k, "x must be [m, k]");
     let mut outs: Vec<Vec<f32>> = weights
         .iter()
         .map(|(w, n)| {
             assert_eq!(w.len(), n * k, "W must be [n, k]");
-            vec![0.0; n * m]
+            vec![0.0; m * n]
         })
         .collect();
     if m == 0 || k == 0 {
         return outs;
     }
-    let tasks: Vec<(&[f32], &mut [f32])> = weights
-        .iter()
-        .zip(&mut outs)
-        .flat_map(|((w, _), out)| w.chunks(TASK_ROWS * k).zip(out.chunks_mut(TASK_ROWS * m)))
-        .collect();
-    let run = |(w, out): (&[f32], &mut [f32])| block(x, m, w, k, out);
+    // a task: a block of W's rows, and the matching columns of every output row
+    let mut tasks: Vec<(&[f32], Vec<&mut [f32]>)> = Vec::new();
+    for ((w, n), out) in weights.iter().zip(&mut outs).filter(|((_, n), _)| *n > 0) {
+        let mut columns: Vec<_> = out.chunks_mut(*n).map(|row| row.chunks_mut(TASK_ROWS)).collect();
+        for rows in w.chunks(TASK_ROWS * k) {
+            tasks.push((rows, columns.iter_mut().map(|c| c.next().expect("a column block per row block")).collect()));
+        }
+    }
+    let run = |(w, mut out): (&[f32], Vec<&mut [f32]>)| block(x, w, k, &mut out);
     if weights.iter().map(|(_, n)| n * k).sum::<usize>() >= PARALLEL_MIN {
         tasks.into_par_iter().for_each(run);
     } else {
@@ -44,22 +47,23 @@ pub fn w_xt_many(x: &[f32], m: usize, weights: &[(&[f32], usize)], k: usize) -> 
     outs
 }
 
-/// One task: outᵀ for a block of W's rows, with the fastest kernel this CPU runs.
-fn block(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
+/// One task: `out[r][j]` = x_r · W_j for a block of W's rows, with the fastest kernel this
+/// CPU runs.
+fn block(x: &[f32], w: &[f32], k: usize, out: &mut [&mut [f32]]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { avx2::block(x, m, w, k, out) };
+        unsafe { avx2::block(x, w, k, out) };
         return;
     }
-    portable_block(x, m, w, k, out);
+    portable_block(x, w, k, out);
 }
 
 /// The kernel for CPUs without AVX2: one dot product per output.
-fn portable_block(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
-    for (row, out) in w.chunks_exact(k).zip(out.chunks_exact_mut(m)) {
-        for (o, xr) in out.iter_mut().zip(x.chunks_exact(k)) {
-            *o = dot(xr, row);
+fn portable_block(x: &[f32], w: &[f32], k: usize, out: &mut [&mut [f32]]) {
+    for (j, row) in w.chunks_exact(k).enumerate() {
+        for (out, xr) in out.iter_mut().zip(x.chunks_exact(k)) {
+            out[j] = dot(xr, row);
         }
     }
 }
@@ -88,16 +92,16 @@ mod avx2 {
     /// How far ahead of the loads W is prefetched, in floats (8 KiB: several rows ahead).
     const PREFETCH: usize = 2048;
 
-    /// outᵀ `[w rows, m]` = W · xᵀ, tile by tile: NB rows of W against RB rows of x over the
-    /// whole k, 8 lanes at a time, then the lane sums and the k % 8 tail.
+    /// `out[r][j]` = x_r · W_j, tile by tile: NB rows of W against RB rows of x over the whole
+    /// k, 8 lanes at a time, then the lane sums and the k % 8 tail.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA. Slices: x `[m, k]`, w `[rows, k]`, out `[rows, m]`.
+    /// The CPU must support AVX2 and FMA. Slices: x `[m, k]`, w `[rows, k]`, out m rows of `rows`.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::needless_range_loop)] // register tiles read best as indexed loops
-    pub unsafe fn block(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
-        let rows = w.len() / k;
-        assert!(x.len() == m * k && out.len() == rows * m);
+    pub unsafe fn block(x: &[f32], w: &[f32], k: usize, out: &mut [&mut [f32]]) {
+        let (m, rows) = (out.len(), w.len() / k);
+        assert!(x.len() == m * k && out.iter().all(|o| o.len() == rows));
         let k8 = k / 8 * 8;
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
         for n in (0..rows).step_by(NB) {
@@ -131,7 +135,7 @@ mod avx2 {
                     for j in 0..nb {
                         let wr = &w[(n + j) * k..(n + j + 1) * k];
                         let tail: f32 = xr[k8..].iter().zip(&wr[k8..]).map(|(a, b)| a * b).sum();
-                        out[(n + j) * m + r + i] = lane_sum(acc[i][j]) + tail;
+                        out[r + i][n + j] = lane_sum(acc[i][j]) + tail;
                     }
                 }
             }
@@ -153,10 +157,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
-        let mut out = vec![0.0; n * m];
+        let mut out = vec![0.0; m * n];
         for i in 0..n {
             for r in 0..m {
-                out[i * m + r] = (0..k).map(|c| x[r * k + c] as f64 * w[i * k + c] as f64).sum::<f64>() as f32;
+                out[r * n + i] = (0..k).map(|c| x[r * k + c] as f64 * w[i * k + c] as f64).sum::<f64>() as f32;
             }
         }
         out
@@ -171,7 +175,7 @@ mod tests {
             let val = |i: usize| (((i as u64 * 2654435761 + seed * 97) % 2001) as f32 - 1000.0) / 1000.0;
             let x: Vec<f32> = (0..m * k).map(val).collect();
             let w: Vec<f32> = (0..n * k).map(|i| val(i + 7919)).collect();
-            let got = w_xt(&x, m, &w, n, k);
+            let got = x_wt(&x, m, &w, n, k);
             for (g, e) in got.iter().zip(naive(&x, m, &w, n, k)) {
                 prop_assert!((g - e).abs() <= 1e-5 * (1.0 + k as f32), "{g} vs {e}");
             }
@@ -185,9 +189,9 @@ mod tests {
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 13 % 41) as f32 - 20.0) / 20.0).collect();
         let ws: Vec<(Vec<f32>, usize)> = [300, 7, 1000].iter().map(|&n| ((0..n * k).map(|i| ((i * 7 % 53) as f32 - 26.0) / 26.0).collect(), n)).collect();
         let weights: Vec<(&[f32], usize)> = ws.iter().map(|(w, n)| (w.as_slice(), *n)).collect();
-        let many = w_xt_many(&x, m, &weights, k);
+        let many = x_wt_many(&x, m, &weights, k);
         for (got, (w, n)) in many.iter().zip(&weights) {
-            assert_eq!(got, &w_xt(&x, m, w, *n, k));
+            assert_eq!(got, &x_wt(&x, m, w, *n, k));
         }
     }
 
@@ -200,9 +204,9 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0).collect();
         assert!(n * k >= PARALLEL_MIN);
         let expect = naive(&x, m, &w, n, k);
-        let mut portable = vec![0.0; n * m];
-        portable_block(&x, m, &w, k, &mut portable);
-        for got in [w_xt(&x, m, &w, n, k), portable] {
+        let mut portable = vec![0.0; m * n];
+        portable_block(&x, &w, k, &mut portable.chunks_mut(n).collect::<Vec<_>>());
+        for got in [x_wt(&x, m, &w, n, k), portable] {
             let worst = got.iter().zip(&expect).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-3, "worst error {worst}");
         }

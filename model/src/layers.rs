@@ -23,8 +23,9 @@ impl Proj {
     }
 }
 
-/// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) it runs as (W · xᵀ)ᵀ: on the
-/// CPU without autodiff by [`few_rows::w_xt`], which streams W once instead of repacking it.
+/// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) on the CPU without autodiff
+/// it runs by [`few_rows::x_wt`], which streams W once instead of repacking it; elsewhere, a
+/// few rows run as (W · xᵀ)ᵀ so that the matmul streams W as its large operand.
 pub fn project(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     project_many(x, vec![w]).pop().expect("one projection")
 }
@@ -38,10 +39,10 @@ pub fn project_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
         && let Some(wf) = ws.iter().map(dense_f32).collect::<Option<Vec<_>>>()
     {
         let weights: Vec<(&[f32], usize)> = wf.iter().map(|w| (values(w), w.layout().shape()[0])).collect();
-        return few_rows::w_xt_many(values(&xf), m, &weights, k)
+        return few_rows::x_wt_many(values(&xf), m, &weights, k)
             .into_iter()
             .zip(&weights)
-            .map(|(out, (_, n))| Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [*n, m]))).transpose())
+            .map(|(out, (_, n))| Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [m, *n]))))
             .collect();
     }
     ws.into_iter()
