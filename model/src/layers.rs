@@ -103,7 +103,10 @@ impl LayerCache {
                 None if past == 0 && t == capacity => return new,
                 old => {
                     let zeros = Tensor::<4>::zeros([b, heads, capacity - have, hd], &new.device());
-                    old.map_or(zeros.clone(), |old| Tensor::cat(vec![old, zeros], 2))
+                    match old {
+                        Some(old) => Tensor::cat(vec![old, zeros], 2),
+                        None => zeros,
+                    }
                 }
             };
             cache.slice_assign([0..b, 0..heads, past..past + t, 0..hd], new)

@@ -167,10 +167,9 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         println!("{:<34} {:>12.1} {:>10.1} {:>9.1}%", r.what, r.tokens_per_s, r.gflops, 100.0 * r.fraction_of_peak);
     }
     let bandwidth = (args.device == "cpu").then(|| memory_read_gbps(args.repeats + 2));
-    for r in rows.iter().filter(|r| r.weights_gb_per_s.is_some()) {
-        let gbps = r.weights_gb_per_s.unwrap_or_default();
+    for (what, gbps) in rows.iter().filter_map(|r| Some((&r.what, r.weights_gb_per_s?))) {
         let share = bandwidth.map_or(String::new(), |bw| format!(", {:.0}% of the memory read bandwidth", 100.0 * gbps / bw));
-        println!("{} reads the {:.0} MB of weights at {gbps:.1} GB/s{share}", r.what, weight_bytes / 1e6);
+        println!("{what} reads the {:.0} MB of weights at {gbps:.1} GB/s{share}", weight_bytes / 1e6);
     }
     if let Some(bw) = bandwidth {
         println!("memory read bandwidth (same run): {bw:.1} GB/s");

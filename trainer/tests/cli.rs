@@ -7,6 +7,14 @@ fn selfemo(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Runs a command that must succeed and write a JSON report to `--out report`: its stdout and
+/// the report.
+fn selfemo_report(args: &[&str], report: &std::path::Path) -> (String, serde_json::Value) {
+    let (ok, stdout, err) = selfemo(&[args, &["--out", report.to_str().unwrap()]].concat());
+    assert!(ok, "{err}");
+    (stdout, serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap())
+}
+
 #[test]
 fn data_stats_prints_split_and_label_counts() {
     let (ok, out, _) = selfemo(&["data", "stats", "--dataset", "meld"]);
@@ -51,6 +59,30 @@ fn generate_answers_with_the_default_model() {
 }
 
 #[test]
+fn bench_model_reports_every_measurement_against_the_same_run_peak_and_bandwidth() {
+    if selfemo_model::fetch::default_model_for_tests().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "model", "--layers", "1", "--prompt-len", "40", "--decode-tokens", "2", "--train-batch", "1", "--train-prompt", "4", "--train-completion", "2", "--repeats", "1"];
+    let (stdout, report) = selfemo_report(&args, &dir.path().join("bench-model.json"));
+    assert!(stdout.contains("of peak") && stdout.contains("memory read bandwidth"), "{stdout}");
+    let peak = report["matmul_peak_gflops"].as_f64().unwrap();
+    assert!(peak > 0.0 && report["memory_read_gb_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    let rows = report["rows"].as_array().unwrap();
+    let what: Vec<&str> = rows.iter().map(|r| r["what"].as_str().unwrap()).collect();
+    let expected = ["prefill b1 x 40", "decode b1", "decode b8", "head b8, few-rows kernel", "head b8, gemm", "fwd+bwd b1 x 6 (2 scored)"];
+    assert_eq!(what, expected);
+    for r in rows {
+        let (gflops, share) = (r["gflops"].as_f64().unwrap(), r["fraction_of_peak"].as_f64().unwrap());
+        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0 && gflops > 0.0, "{r}");
+        assert!((share - gflops / peak).abs() < 1e-9, "the share is of this run's peak: {r}");
+        let decoding = r["what"].as_str().unwrap().starts_with("decode");
+        assert_eq!(r["weights_gb_per_s"].as_f64().is_some_and(|g| g > 0.0), decoding, "{r}");
+    }
+}
+
+#[test]
 fn bench_train_reports_every_phase_and_the_update_share_of_peak() {
     if selfemo_model::fetch::default_model_for_tests().is_none() {
         return;
@@ -58,10 +90,8 @@ fn bench_train_reports_every_phase_and_the_update_share_of_peak() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench-train.json");
     let args = ["bench", "train", "--layers", "1", "--prompts", "1", "--num-generations", "2", "--max-completion-length", "4", "--steps", "1"];
-    let (ok, stdout, err) = selfemo(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
-    assert!(ok, "{err}");
+    let (stdout, report) = selfemo_report(&args, &out);
     assert!(stdout.contains("rollout") && stdout.contains("update:"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let seconds = &report["seconds"];
     assert!(["rollout", "update"].iter().all(|k| seconds[*k].as_f64().unwrap() > 0.0), "both phases ran: {report}");
     assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0, "{report}");
@@ -80,11 +110,8 @@ fn faithfulness_probe_reports_epc_and_eea() {
         return;
     }
     let out = dir.path().join("faith.json");
-    let args = ["probe", "faithfulness", "--dataset", "meld", "--limit", "2", "--max-new-tokens", "12", "--out", out.to_str().unwrap()];
-    let (ok, stdout, err) = selfemo(&args);
-    assert!(ok, "{err}");
+    let (stdout, report) = selfemo_report(&["probe", "faithfulness", "--dataset", "meld", "--limit", "2", "--max-new-tokens", "12"], &out);
     assert!(stdout.contains("EPC") && stdout.contains("EEA"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let meld = &report["meld"];
     assert_eq!(meld["targets"], 2);
     let (rationales, predicted) = (meld["rationales"].as_u64().unwrap(), meld["predicted"].as_u64().unwrap());
@@ -111,11 +138,8 @@ fn eval_reports_both_modes_and_charts_unparseable_answers() {
     let dir = tempfile::tempdir().unwrap();
     for mode in ["generate", "score"] {
         let out = dir.path().join(format!("{mode}.json"));
-        let args = ["eval", "--mode", mode, "--dataset", "meld", "--limit", "3", "--max-new-tokens", "3", "--out", out.to_str().unwrap()];
-        let (ok, stdout, err) = selfemo(&args);
-        assert!(ok, "{err}");
+        let (stdout, report) = selfemo_report(&["eval", "--mode", mode, "--dataset", "meld", "--limit", "3", "--max-new-tokens", "3"], &out);
         assert!(stdout.contains("meld") && stdout.contains("invalid"), "{stdout}");
-        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         let meld = &report["meld"];
         assert_eq!(meld["targets"], 3);
         let invalid = meld["invalid_rate"].as_f64().unwrap();
