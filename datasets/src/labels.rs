@@ -77,6 +77,15 @@ impl fmt::Display for Dataset {
     }
 }
 
+/// How a text names an emotion ([`LabelSet::mention_in`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mention {
+    /// The label's own name, as a whole word.
+    Label(Emotion),
+    /// A synonym of the label, as a whole word.
+    Synonym(Emotion),
+}
+
 /// One dataset's labels and the synonyms that map onto them.
 #[derive(Debug)]
 pub struct LabelSet {
@@ -117,6 +126,26 @@ impl LabelSet {
             return Some(Emotion(l));
         }
         self.synonyms.iter().find(|(s, _)| *s == w).map(|(_, l)| Emotion(l))
+    }
+
+    /// How `text` names an emotion of this set, if it does: a label itself (`joy`) as a whole
+    /// word in any case, else one of its synonyms (`happy`). Words are the runs of letters and
+    /// digits, so `Joy!` and `(anger)` count and `enjoyed` does not.
+    pub fn mention_in(&self, text: &str) -> Option<Mention> {
+        let words: Vec<String> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+        let label = self.labels.iter().find(|l| words.iter().any(|w| *w == l.to_lowercase()));
+        if let Some(l) = label {
+            return Some(Mention::Label(Emotion(l)));
+        }
+        let synonym = self.synonyms.iter().find(|(s, _)| words.iter().any(|w| w == s));
+        synonym.map(|(_, l)| Mention::Synonym(Emotion(l)))
+    }
+
+    /// The label with the highest score, `scores` in [`LabelSet::emotions`] order (ties: the
+    /// first; `None` for no scores).
+    pub fn argmax(&self, scores: &[f64]) -> Option<Emotion> {
+        let best = (0..scores.len()).max_by(|a, b| scores[*a].total_cmp(&scores[*b]).then(b.cmp(a)));
+        best.and_then(|k| self.get(k))
     }
 
     /// The labels joined for a prompt, e.g. `neutral, surprise, fear`.
@@ -198,6 +227,26 @@ mod tests {
         assert_eq!(EMORYNLP.parse("disgust"), None);
         assert_eq!(IEMOCAP.parse("surprise"), None);
         assert_eq!(MELD.parse(""), None);
+    }
+
+    #[test]
+    fn mentions_are_whole_words_in_any_case_labels_before_synonyms() {
+        let joy = MELD.parse("joy").unwrap();
+        assert_eq!(MELD.mention_in("Oh, JOY! What a day."), Some(Mention::Label(joy)));
+        assert_eq!(MELD.mention_in("I'm so happy for you"), Some(Mention::Synonym(joy)));
+        assert_eq!(MELD.mention_in("I'm happy, and that's anger talking"), Some(Mention::Label(MELD.parse("anger").unwrap())));
+        assert_eq!(MELD.mention_in("We enjoyed the overjoyed madness"), None, "parts of words are not mentions");
+        assert_eq!(MELD.mention_in("Neutral ground."), Some(Mention::Label(MELD.parse("neutral").unwrap())));
+        assert_eq!(EMORYNLP.mention_in("you're mad"), Some(Mention::Label(EMORYNLP.parse("Mad").unwrap())));
+        assert_eq!(EMORYNLP.mention_in("so much joy"), Some(Mention::Synonym(EMORYNLP.parse("Joyful").unwrap())));
+        assert_eq!(MELD.mention_in(""), None);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_equal_scores() {
+        assert_eq!(MELD.argmax(&[-2.0, -1.0, -3.0, -1.0]).unwrap().name(), "surprise");
+        assert_eq!(MELD.argmax(&[-1.0; 7]).unwrap().name(), "neutral");
+        assert_eq!(MELD.argmax(&[]), None);
     }
 
     #[test]

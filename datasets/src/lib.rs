@@ -18,7 +18,7 @@ pub mod unified;
 
 pub use context::ContextWindow;
 pub use error::{DataError, Location, Result};
-pub use labels::{Dataset, Emotion, LabelSet};
+pub use labels::{Dataset, Emotion, LabelSet, Mention};
 pub use types::{Corpus, Dialogue, Split, Target, Utterance};
 
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ static CONTRACT: LazyLock<Regex> =
 /// What a completion says, read against one dataset's label set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Parsed {
-    /// Whether the completion meets the contract (the format reward is 1 exactly then).
+    /// Whether the completion meets the contract (its shape; see [`Parsed::format_reward`]).
     pub well_formed: bool,
     /// The think text, when well formed.
     pub think: String,
@@ -31,6 +31,13 @@ impl Parsed {
     /// The prediction P as a set of labels.
     pub fn prediction(&self) -> &[Emotion] {
         &self.labels
+    }
+
+    /// The format reward: 1 for a completion that meets the contract and names at least one
+    /// label of the set, else 0. A well-formed but empty (or all-invalid) answer earns nothing,
+    /// so abstaining never pays.
+    pub fn format_reward(&self) -> f64 {
+        if self.well_formed && !self.labels.is_empty() { 1.0 } else { 0.0 }
     }
 
     /// The strict single-label answer evaluation scores: exactly one valid label, nothing
@@ -71,10 +78,6 @@ pub fn parse_answer(answer: &str, set: &LabelSet) -> (Vec<Emotion>, Vec<String>)
     (labels, invalid)
 }
 
-/// The format reward: 1 for a completion that meets the contract, else 0.
-pub fn format_reward(completion: &str) -> f64 {
-    if CONTRACT.is_match(completion) { 1.0 } else { 0.0 }
-}
 
 #[cfg(test)]
 mod tests {
@@ -117,7 +120,7 @@ mod tests {
             let p = parse(bad, &MELD);
             assert!(!p.well_formed, "{bad:?}");
             assert!(p.labels.is_empty(), "{bad:?}");
-            assert_eq!(format_reward(bad), 0.0, "{bad:?}");
+            assert_eq!(p.format_reward(), 0.0, "{bad:?}");
         }
     }
 
@@ -137,5 +140,14 @@ mod tests {
 
         let p = parse("<think></think>  \n <answer> </answer>", &MELD);
         assert!(p.well_formed && p.labels.is_empty() && p.invalid.is_empty());
+        assert_eq!(p.format_reward(), 0.0, "a well-formed empty answer earns no format reward");
+    }
+
+    #[test]
+    fn the_format_reward_needs_a_valid_label() {
+        assert_eq!(parse("<think>x</think><answer>joy</answer>", &MELD).format_reward(), 1.0);
+        assert_eq!(parse("<think>x</think><answer>joy, boredom</answer>", &MELD).format_reward(), 1.0);
+        assert_eq!(parse("<think>x</think><answer>boredom</answer>", &MELD).format_reward(), 0.0);
+        assert_eq!(parse("<think>x</think><answer></answer>", &MELD).format_reward(), 0.0);
     }
 }

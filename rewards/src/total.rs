@@ -3,10 +3,10 @@
 
 use crate::affect::Similarity;
 use crate::consistency::group_consistency;
-use crate::contract::{Parsed, format_reward, parse};
+use crate::contract::{Parsed, parse};
 use crate::explanation::{Verifier, explanation_reward};
 use crate::iou::soft_iou;
-use selfemo_datasets::{Emotion, LabelSet};
+use selfemo_datasets::{Emotion, LabelSet, Mention};
 use serde::{Deserialize, Serialize};
 
 /// Weights of the reward components. [RECON]: the paper gives no weights; these are ours.
@@ -128,9 +128,10 @@ impl RewardBreakdown {
 
 /// Scores a group of recogniser completions for one target with gold set `gold`.
 ///
-/// Each gets format, R_U = IoU_s(P_i, G) (invalid answer words count as wrong labels), C_i
-/// against the group's mode, and the explanation reward (target: its own answer) when a
-/// verifier is given. Returns the parses and breakdowns in sample order.
+/// Each gets format (the contract with at least one valid label), R_U = IoU_s(P_i, G) (invalid
+/// answer words count as wrong labels; an empty P scores 0), C_i against the group's mode, and
+/// the explanation reward (target: its own answer) when a verifier is given. Returns the parses
+/// and breakdowns in sample order.
 pub fn score_recognition_group(
     completions: &[&str],
     gold: &[Emotion],
@@ -145,10 +146,9 @@ pub fn score_recognition_group(
     parsed
         .into_iter()
         .zip(consistency)
-        .zip(completions)
-        .map(|((p, c), completion)| {
+        .map(|(p, c)| {
             let breakdown = RewardBreakdown {
-                format: format_reward(completion),
+                format: p.format_reward(),
                 recognition: Some(config.iou(&p.labels, p.invalid.len(), gold)),
                 expression: None,
                 explanation: verifier.map(|v| explanation_reward(&p.think, &p.labels, neutral, v)),
@@ -161,12 +161,16 @@ pub fn score_recognition_group(
         .collect()
 }
 
-/// Scores one responder turn: `format_ok` is whether the responder met its own contract, and
-/// `rerecognised` is the recogniser's parse of the generated turn, Q. R_E = IoU_s(Q, {e*}).
-pub fn score_expression(format_ok: bool, rerecognised: &Parsed, requested: Emotion, config: &RewardConfig) -> RewardBreakdown {
+/// Scores one responder turn r: `format_ok` is whether the responder met its own contract, and
+/// `rerecognised` is the recogniser's parse of r, Q. R_E = IoU_s(Q, {e*}) (0 for an empty Q),
+/// and 0 when r names a label of the set (`joy`, `anger`: a whole word, any case): the
+/// re-recogniser, being the same policy, would hear such a turn by reading it.
+pub fn score_expression(turn: &str, format_ok: bool, rerecognised: &Parsed, requested: Emotion, labels: &LabelSet, config: &RewardConfig) -> RewardBreakdown {
+    let names_label = matches!(labels.mention_in(turn), Some(Mention::Label(_)));
+    let expression = if names_label { 0.0 } else { config.iou(&rerecognised.labels, rerecognised.invalid.len(), &[requested]) };
     RewardBreakdown {
         format: if format_ok { 1.0 } else { 0.0 },
-        expression: Some(config.iou(&rerecognised.labels, rerecognised.invalid.len(), &[requested])),
+        expression: Some(expression),
         ..Default::default()
     }
     .with_total(&config.weights)
@@ -191,23 +195,49 @@ mod tests {
         let r: Vec<_> = out.iter().map(|(_, b)| (b.format, b.recognition.unwrap(), b.consistency.unwrap())).collect();
         assert_eq!(r[0], (1.0, 1.0, 1.0)); // mode is {joy} (first seen among ties)
         assert_eq!(r[1], (1.0, 2.0 / 3.0, 2.0 / 3.0));
-        assert_eq!(r[2], (0.0, 0.5, 0.0)); // empty P: (0+1)/(1+1)
-        assert_eq!(r[3], (1.0, 1.0 / 3.0, 0.0)); // invalid word joins the union: (0+1)/(2+1)
+        assert_eq!(r[2], (0.0, 0.0, 0.0), "malformed: empty P, nothing earned");
+        assert_eq!(r[3], (0.0, 0.0, 0.0), "well formed but no valid label: no format reward, empty P");
         assert!((out[0].1.total - (0.5 + 1.0 + 0.2)).abs() < 1e-12);
-        assert!((out[2].1.total - 0.5).abs() < 1e-12);
+        assert_eq!(out[2].1.total, 0.0);
         assert_eq!(out[3].0.invalid, ["boredom"]);
+    }
+
+    #[test]
+    fn abstaining_never_beats_a_wrong_guess() {
+        let gold = [MELD.parse("joy").unwrap()];
+        let group = ["<think>x</think><answer>anger</answer>", "<think>x</think><answer></answer>", "<think>x</think><answer>joy, boredom</answer>"];
+        let out = score_recognition_group(&group, &gold, &MELD, &RewardConfig::default(), None);
+        let (wrong, empty) = (&out[0].1, &out[1].1);
+        assert_eq!((wrong.format, wrong.recognition), (1.0, Some(1.0 / 3.0)));
+        assert_eq!((empty.format, empty.recognition), (0.0, Some(0.0)));
+        assert!(empty.total < wrong.total, "{} vs {}", empty.total, wrong.total);
+        // a valid label beside an invalid word keeps the format reward; the word joins the union
+        assert_eq!((out[2].1.format, out[2].1.recognition), (1.0, Some(2.0 / 3.0)));
     }
 
     #[test]
     fn expression_reward_against_the_requested_emotion() {
         let cfg = RewardConfig::default();
         let q = parse("<think>x</think><answer>anger</answer>", &MELD);
-        let b = score_expression(true, &q, MELD.parse("anger").unwrap(), &cfg);
+        let turn = "Get out of my apartment!";
+        let b = score_expression(turn, true, &q, MELD.parse("anger").unwrap(), &MELD, &cfg);
         assert_eq!((b.format, b.expression), (1.0, Some(1.0)));
         assert_eq!(b.total, 1.5);
-        let b = score_expression(false, &q, MELD.parse("joy").unwrap(), &cfg);
+        let b = score_expression(turn, false, &q, MELD.parse("joy").unwrap(), &MELD, &cfg);
         assert_eq!(b.expression, Some(1.0 / 3.0));
         assert_eq!(b.components().len(), 2);
+        let nothing = Parsed::default();
+        assert_eq!(score_expression(turn, true, &nothing, MELD.parse("anger").unwrap(), &MELD, &cfg).expression, Some(0.0), "an empty Q");
+    }
+
+    #[test]
+    fn a_turn_that_names_a_label_earns_no_expression_reward() {
+        let cfg = RewardConfig::default();
+        let anger = MELD.parse("anger").unwrap();
+        let q = parse("<think>x</think><answer>anger</answer>", &MELD);
+        assert_eq!(score_expression("I feel ANGER right now.", true, &q, anger, &MELD, &cfg).expression, Some(0.0));
+        assert_eq!(score_expression("Pure joy, this is not.", true, &q, anger, &MELD, &cfg).expression, Some(0.0), "any label of the set");
+        assert_eq!(score_expression("I'm so angry!", true, &q, anger, &MELD, &cfg).expression, Some(1.0), "a synonym is expression, not a label");
     }
 
     #[test]

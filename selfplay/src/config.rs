@@ -2,6 +2,7 @@
 //! flywheel. Every default is [RECON] (ours, not the paper's).
 
 use crate::flywheel::FlywheelConfig;
+use crate::judge::JudgePrompt;
 use crate::prompts::ResponderPrompt;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -16,6 +17,15 @@ pub struct SteeringConfig {
     pub vectors: PathBuf,
     /// The α of each sample, cycled over the G samples (e.g. `[0.0, 1.0, 2.0, 4.0]`).
     pub alphas: Vec<f64>,
+    /// C of the truncated importance weight min(π_old/π_steer, C) that scales a steered
+    /// sample's policy-gradient term per token, since π_steer, not π_old, drew it (default 1.0;
+    /// truncated importance sampling as in verl's TIS).
+    #[serde(default = "default_importance_cap")]
+    pub importance_cap: f64,
+}
+
+fn default_importance_cap() -> f64 {
+    1.0
 }
 
 /// How self-play runs.
@@ -38,11 +48,17 @@ pub struct SelfPlayConfig {
     pub responder: ResponderPrompt,
     /// Keep-rules.
     pub flywheel: FlywheelConfig,
-    /// SFT steps at the start of each iteration k ≥ 2 on the recognition rows iteration k−1
-    /// kept (their own completions: the kept rationales), 8 per step (default 0 = off).
-    pub sft_steps: usize,
+    /// Passes of SFT, at the start of each iteration k ≥ 2, over the recognition rows iteration
+    /// k−1 kept, on their own completions (rejection-sampling fine-tuning on the policy's
+    /// verified answers; default 1.0; 0 = the kept rows are only logged).
+    pub sft_epochs: f64,
+    /// Examples per SFT step (default 8).
+    pub sft_batch_size: usize,
     /// Learning rate of those SFT steps (default 1e-4).
     pub sft_learning_rate: f64,
+    /// The judge that gives the explanation reward its per-sentence emotions (when
+    /// `rewards.weights.explanation` > 0).
+    pub judge: JudgePrompt,
     /// Steered responder sampling (default: none).
     pub steering: Option<SteeringConfig>,
 }
@@ -56,8 +72,10 @@ impl Default for SelfPlayConfig {
             rerecognition_prefix: "<think>I read the last line in context.</think><answer>".into(),
             responder: ResponderPrompt::default(),
             flywheel: FlywheelConfig::default(),
-            sft_steps: 0,
+            sft_epochs: 1.0,
+            sft_batch_size: 8,
             sft_learning_rate: 1e-4,
+            judge: JudgePrompt::default(),
             steering: None,
         }
     }
@@ -75,6 +93,12 @@ impl SelfPlayConfig {
         if !self.rerecognition_prefix.trim_end().ends_with("<answer>") {
             return Err(format!("selfplay.rerecognition_prefix must end with <answer> (the label is scored after it), got {:?}", self.rerecognition_prefix));
         }
+        if !(self.sft_epochs >= 0.0 && self.sft_epochs.is_finite()) {
+            return Err(format!("selfplay.sft_epochs must be a finite number >= 0, got {}", self.sft_epochs));
+        }
+        if self.sft_batch_size == 0 {
+            return Err("selfplay.sft_batch_size must be at least 1".into());
+        }
         if !(self.sft_learning_rate > 0.0 && self.sft_learning_rate.is_finite()) {
             return Err(format!("selfplay.sft_learning_rate must be > 0, got {}", self.sft_learning_rate));
         }
@@ -82,6 +106,11 @@ impl SelfPlayConfig {
             && (s.alphas.is_empty() || s.alphas.iter().any(|a| !a.is_finite()))
         {
             return Err(format!("selfplay.steering.alphas must be a non-empty list of finite numbers, got {:?}", s.alphas));
+        }
+        if let Some(s) = &self.steering
+            && !(s.importance_cap > 0.0 && s.importance_cap.is_finite())
+        {
+            return Err(format!("selfplay.steering.importance_cap must be > 0, got {}", s.importance_cap));
         }
         self.flywheel.validate()
     }

@@ -38,6 +38,7 @@ where
                         Completion {
                             prompt: bytes(&format!("{}{}{}", p.system, p.user, p.reply_prefix)),
                             logprobs: vec![-1.0; tokens.len()],
+                            behaviour_logprobs: None,
                             entropies: vec![1.0; tokens.len()],
                             tokens,
                             text,

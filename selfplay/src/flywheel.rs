@@ -4,7 +4,7 @@
 
 use crate::items::RecognitionItem;
 use crate::rollout::{ExpressionGroup, RecognitionGroup};
-use selfemo_datasets::{Emotion, LabelSet, Utterance};
+use selfemo_datasets::{Emotion, LabelSet, Mention, Utterance};
 use selfemo_rewards::RewardBreakdown;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,6 +122,9 @@ pub struct FilterCounts {
     pub synthetic_seen: usize,
     /// ... in a group whose mean R_E is below τ_E, or themselves below it, or empty.
     pub synthetic_below_tau: usize,
+    /// ... naming a label of the set (never kept, whatever τ_E).
+    #[serde(default)]
+    pub synthetic_names_label: usize,
     /// Dropped as a repeat of a kept row (same kind, source and text).
     pub duplicates: usize,
     /// Dropped by the per-source cap.
@@ -139,6 +142,7 @@ impl FilterCounts {
         self.recognition_below_tau += other.recognition_below_tau;
         self.synthetic_seen += other.synthetic_seen;
         self.synthetic_below_tau += other.synthetic_below_tau;
+        self.synthetic_names_label += other.synthetic_names_label;
         self.duplicates += other.duplicates;
         self.over_cap += other.over_cap;
         self.kept_recognition += other.kept_recognition;
@@ -257,6 +261,10 @@ impl Flywheel {
             let agrees = group.mean_expression() >= config.tau_e;
             for s in &group.samples {
                 counts.synthetic_seen += 1;
+                if matches!(s.mention, Some(Mention::Label(_))) {
+                    counts.synthetic_names_label += 1;
+                    continue;
+                }
                 if !agrees || s.reward.expression.unwrap_or(0.0) < config.tau_e || s.turn.is_empty() {
                     counts.synthetic_below_tau += 1;
                     continue;

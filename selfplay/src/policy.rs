@@ -14,8 +14,11 @@ pub struct Completion {
     pub tokens: Vec<u32>,
     /// The generated text, without the reply prefix and special tokens.
     pub text: String,
-    /// log π_old per generated token, from sampling time.
+    /// log π_old per generated token (the unsteered policy's, even for a steered sample).
     pub logprobs: Vec<f64>,
+    /// log π_steer per generated token when a steered policy drew the sample (`None`: π_old
+    /// drew it): the update weighs such tokens by min(π_old/π_steer, C).
+    pub behaviour_logprobs: Option<Vec<f64>>,
     /// Entropy of π_old per generated token.
     pub entropies: Vec<f64>,
     /// Cut at the length limit without an end-of-turn token.
@@ -33,8 +36,9 @@ pub trait Policy {
 
     /// Like [`Policy::generate`], with sample j of prompt i steered toward emotion
     /// `toward[i][j].0` with strength α = `toward[i][j].1` (activation steering; α = 0 is no
-    /// steering). The recorded log-probs are the unsteered policy's, so the samples train as
-    /// its own. A policy without emotion vectors samples unsteered (the default).
+    /// steering). `logprobs` are the unsteered policy's (π_old) and `behaviour_logprobs` the
+    /// steered policy's that drew the sample. A policy without emotion vectors samples
+    /// unsteered (the default).
     fn generate_toward(&self, prompts: &[FilledPrompt], seeds: &[Vec<u64>], toward: &[Vec<(Emotion, f64)>]) -> Vec<Vec<Completion>> {
         let _ = toward;
         self.generate(prompts, seeds)

@@ -1,11 +1,14 @@
 //! Self-written rationales for the warm start (EmoPrompt / STaR style): the policy explains a
 //! given gold label, then re-predicts the label without it from its own explanation; only
-//! rationales whose label-free re-prediction is the gold label are kept for SFT.
+//! rationales whose label-free re-prediction is the gold label are kept for SFT. A rationale
+//! that names an emotion (a label of the set or a synonym) is rejected before that check: its
+//! re-prediction would be reading, not inference, and SFT on it would teach the label word.
 
 use crate::items::RecognitionItem;
 use crate::policy::{Policy, sample_seed};
 use crate::rollout::Roles;
 use selfemo_datasets::Emotion;
+use serde::Serialize;
 
 /// One rationale and its check.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,12 +19,41 @@ pub struct Rationale {
     pub text: String,
     /// The label the recogniser gives after reading `text` in its own reply, without the hint.
     pub repredicted: Option<Emotion>,
+    /// Whether `text` names an emotion of the label set (a label or a synonym, whole words).
+    pub names_emotion: bool,
+}
+
+/// Why a rationale was kept or rejected, in the order the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Trained on: it explains without naming, and the label-free re-prediction is the gold label.
+    Kept,
+    /// No explanation was written.
+    Empty,
+    /// It names a label or a synonym: the gold label leaked into it.
+    NamesEmotion,
+    /// The label-free re-prediction is not the gold label.
+    Disagrees,
 }
 
 impl Rationale {
-    /// Kept when the label-free re-prediction is the gold label (and there is an explanation).
+    /// The checks' outcome.
+    pub fn verdict(&self) -> Verdict {
+        if self.text.is_empty() {
+            Verdict::Empty
+        } else if self.names_emotion {
+            Verdict::NamesEmotion
+        } else if self.repredicted != Some(self.item.gold) {
+            Verdict::Disagrees
+        } else {
+            Verdict::Kept
+        }
+    }
+
+    /// Whether the warm start trains on it.
     pub fn kept(&self) -> bool {
-        !self.text.is_empty() && self.repredicted == Some(self.item.gold)
+        self.verdict() == Verdict::Kept
     }
 
     /// The SFT completion after a recogniser prompt that ends with `<think>`.
@@ -66,6 +98,9 @@ pub fn rationales(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionIt
         .iter()
         .zip(texts)
         .zip(scores)
-        .map(|((item, text), s)| Rationale { item: item.clone(), text, repredicted: roles.best_label(&s) })
+        .map(|((item, text), s)| {
+            let names_emotion = roles.labels.mention_in(&text).is_some();
+            Rationale { item: item.clone(), text, repredicted: roles.best_label(&s), names_emotion }
+        })
         .collect()
 }

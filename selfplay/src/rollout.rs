@@ -3,10 +3,12 @@
 //! pass, every sample scored with its reward breakdown.
 
 use crate::items::{ExpressionItem, RecognitionItem};
+use crate::judge::{JudgePrompt, PolicyVerifier};
 use crate::policy::{Completion, Policy, sample_seed};
 use crate::prompts::{FilledPrompt, RecogniserPrompt, ResponderPrompt};
-use selfemo_datasets::{ContextWindow, Emotion, LabelSet, Utterance};
-use selfemo_rewards::{Parsed, RewardBreakdown, RewardConfig, score_expression, score_recognition_group};
+use selfemo_datasets::{ContextWindow, Emotion, LabelSet, Mention, Utterance};
+use selfemo_rewards::explanation::Verifier;
+use selfemo_rewards::{Parsed, RewardBreakdown, RewardConfig, parse, score_expression, score_recognition_group};
 
 /// The roles' templates and what fills them.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +19,8 @@ pub struct Roles<'a> {
     pub responder: &'a ResponderPrompt,
     /// Reply prefix of the re-recogniser, ending where the label goes (it is scored, not sampled).
     pub rerecognition_prefix: &'a str,
+    /// The judge of rationale sentences (the explanation reward's verifier, when w_x > 0).
+    pub judge: &'a JudgePrompt,
     /// The dataset's label set L.
     pub labels: &'a LabelSet,
     /// Reward definition.
@@ -38,8 +42,7 @@ impl Roles<'_> {
 
     /// The label with the highest score (`scores` in label-set order; ties: the first).
     pub fn best_label(&self, scores: &[f64]) -> Option<Emotion> {
-        let best = (0..scores.len()).max_by(|a, b| scores[*a].total_cmp(&scores[*b]).then(b.cmp(a)));
-        best.and_then(|k| self.labels.get(k))
+        self.labels.argmax(scores)
     }
 
     /// The re-recogniser prompt: the recogniser reads `turn`, said by `speaker` after `turns`.
@@ -87,6 +90,9 @@ pub struct ExpressionSample {
     pub rerecognised: Option<Emotion>,
     /// format (a finished, non-empty turn), R_E = IoU_s(Q, {e*}) and the total.
     pub reward: RewardBreakdown,
+    /// How r names an emotion of the label set, if it does: a label gets R_E = 0 and is never
+    /// kept; a synonym is only counted (`responder/names_emotion`).
+    pub mention: Option<Mention>,
 }
 
 /// An item's responder group.
@@ -112,10 +118,21 @@ fn seeds(ids: impl Iterator<Item = u64>, g: usize, seed: u64, step: u64) -> Vec<
     ids.map(|id| (0..g as u64).map(|j| sample_seed(seed, step, id, j)).collect()).collect()
 }
 
-/// G recogniser samples per item (one batched generation), scored against the item's gold.
+/// G recogniser samples per item (one batched generation), scored against the item's gold;
+/// with w_x > 0 every sentence of their rationales is judged first (one scoring pass), for the
+/// explanation reward.
 pub fn recognise(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionItem], g: usize, seed: u64, step: u64) -> Vec<RecognitionGroup> {
     let prompts: Vec<FilledPrompt> = items.iter().map(|i| roles.recognition_prompt(policy, i)).collect();
     let generated = policy.generate(&prompts, &seeds(items.iter().map(|i| i.id), g, seed, step));
+    let verifier = (roles.rewards.weights.explanation > 0.0).then(|| {
+        let thinks: Vec<String> = prompts
+            .iter()
+            .zip(&generated)
+            .flat_map(|(p, cs)| cs.iter().map(|c| parse(&format!("{}{}", p.reply_prefix, c.text), roles.labels).think))
+            .collect();
+        PolicyVerifier::judge(policy, roles.judge, roles.labels, &thinks.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+    let verifier = verifier.as_ref().map(|v| v as &dyn Verifier);
     items
         .iter()
         .zip(prompts)
@@ -123,7 +140,7 @@ pub fn recognise(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionIte
         .map(|((item, prompt), completions)| {
             let replies: Vec<String> = completions.iter().map(|c| format!("{}{}", prompt.reply_prefix, c.text)).collect();
             let refs: Vec<&str> = replies.iter().map(String::as_str).collect();
-            let scored = score_recognition_group(&refs, &[item.gold], roles.labels, roles.rewards, None);
+            let scored = score_recognition_group(&refs, &[item.gold], roles.labels, roles.rewards, verifier);
             let samples = completions
                 .into_iter()
                 .zip(replies)
@@ -190,8 +207,9 @@ pub fn respond(policy: &dyn Policy, roles: &Roles<'_>, items: &[ExpressionItem],
                         invalid: Vec::new(),
                     };
                     let format_ok = !turn.is_empty() && !completion.truncated;
-                    let reward = score_expression(format_ok, &parsed, item.emotion, roles.rewards);
-                    ExpressionSample { completion, turn, rerecognised, reward }
+                    let reward = score_expression(&turn, format_ok, &parsed, item.emotion, roles.labels, roles.rewards);
+                    let mention = roles.labels.mention_in(&turn);
+                    ExpressionSample { completion, turn, rerecognised, reward, mention }
                 })
                 .collect();
             ExpressionGroup { item: item.clone(), prompt, samples }

@@ -5,7 +5,8 @@ use selfemo_datasets::{Corpus, Dataset, Dialogue, Emotion, Split, Target, Uttera
 use selfemo_rewards::RewardConfig;
 use selfemo_selfplay::fake::ScriptedPolicy;
 use selfemo_selfplay::{
-    ExpressionItem, FilledPrompt, Flywheel, FlywheelConfig, Kind, Policy, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles, recognise, respond,
+    ExpressionItem, FilledPrompt, Flywheel, FlywheelConfig, JudgePrompt, Kind, Policy, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles, Verdict, recognise,
+    respond,
     store,
 };
 
@@ -51,8 +52,10 @@ fn policy() -> ScriptedPolicy<impl Fn(&FilledPrompt, u64) -> String, impl Fn(&Fi
     }
 }
 
+static JUDGE: std::sync::LazyLock<JudgePrompt> = std::sync::LazyLock::new(JudgePrompt::default);
+
 fn roles<'a>(recogniser: &'a RecogniserPrompt, responder: &'a ResponderPrompt, rewards: &'a RewardConfig, budget: usize) -> Roles<'a> {
-    Roles { recogniser, responder, rerecognition_prefix: "<think>x</think><answer>", labels: Dataset::Meld.labels(), rewards, max_prompt_tokens: budget }
+    Roles { recogniser, responder, rerecognition_prefix: "<think>x</think><answer>", judge: &*JUDGE, labels: Dataset::Meld.labels(), rewards, max_prompt_tokens: budget }
 }
 
 #[test]
@@ -248,4 +251,89 @@ fn rationales_are_kept_only_when_the_label_free_reprediction_agrees() {
     assert_eq!(out[1].repredicted, Some(meld("neutral")));
     assert!(!out[1].kept());
     assert_eq!(out[2].completion(), "They sound delighted.</think><answer>joy</answer>");
+}
+
+#[test]
+fn rationales_that_name_an_emotion_are_rejected_whatever_the_reprediction() {
+    let c = corpus();
+    let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
+    let roles = roles(&rec, &resp, &rewards, 10_000);
+    // Joy is explained by naming it (a synonym, "happy"), surprise by what happens; the
+    // re-predictor reads both right.
+    let p = ScriptedPolicy {
+        reply: |p: &FilledPrompt, _: u64| if p.user.contains("The answer is joy") { "She is so happy.</think>".into() } else { "Her jaw drops.</think>".into() },
+        score: |p: &FilledPrompt, label: &str| {
+            let heard = if p.reply_prefix.contains("happy") { "joy" } else { "surprise" };
+            if label == heard { 0.0 } else { -1.0 }
+        },
+    };
+    let items: Vec<RecognitionItem> = (1..3).map(|t| RecognitionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, t as u64).unwrap()).collect();
+    let out = selfemo_selfplay::rationales(&p, &roles, &items, "\nThe answer is {emotion}.", 1);
+    // gold: surprise, joy
+    assert_eq!(out[0].verdict(), Verdict::Kept);
+    assert_eq!(out[1].repredicted, Some(meld("joy")), "the re-prediction agrees ...");
+    assert_eq!(out[1].verdict(), Verdict::NamesEmotion, "... but only because the rationale names the label");
+    assert!(!out[1].kept());
+}
+
+#[test]
+fn the_explanation_reward_judges_each_rationale_and_a_disagreeing_one_lowers_the_total() {
+    let c = corpus();
+    let (rec, resp) = (RecogniserPrompt::default(), ResponderPrompt::default());
+    let mut rewards = RewardConfig::default();
+    rewards.weights.explanation = 1.0;
+    let judged = roles(&rec, &resp, &rewards, 10_000);
+    // Every sample answers joy (gold); even seeds explain it with a smile, odd ones with fury.
+    // The judge (the same scripted policy, in score mode) reads a smile as joy, fury as anger.
+    let p = ScriptedPolicy {
+        reply: |_: &FilledPrompt, seed: u64| if seed % 2 == 0 { "She smiles.</think><answer>joy</answer>".into() } else { "He is furious.</think><answer>joy</answer>".into() },
+        score: |p: &FilledPrompt, label: &str| {
+            assert!(p.system.contains("explanations"), "only the judge is asked to score");
+            let heard = if p.user.contains("smiles") { "joy" } else { "anger" };
+            if label == heard { 0.0 } else { -4.0 }
+        },
+    };
+    let items = vec![RecognitionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0).unwrap()];
+    let groups = recognise(&p, &judged, &items, 8, 1, 0);
+    let (mut agreeing, mut disagreeing) = (Vec::new(), Vec::new());
+    for s in &groups[0].samples {
+        assert_eq!((s.reward.format, s.reward.recognition), (1.0, Some(1.0)), "every answer is right");
+        if s.completion.text.starts_with("She smiles") { agreeing.push(&s.reward) } else { disagreeing.push(&s.reward) }
+    }
+    assert!(!agreeing.is_empty() && !disagreeing.is_empty(), "both kinds were sampled");
+    assert!(agreeing.iter().all(|r| r.explanation == Some(1.0)));
+    assert!(disagreeing.iter().all(|r| r.explanation == Some(0.0)), "the rationale describes anger, the answer is joy");
+    assert!(agreeing[0].total > disagreeing[0].total, "{} vs {}", agreeing[0].total, disagreeing[0].total);
+    // Without the weight, no judge pass and no component.
+    let unweighted = RewardConfig::default();
+    let plain = roles(&rec, &resp, &unweighted, 10_000);
+    let p = ScriptedPolicy { reply: p.reply, score: |_: &FilledPrompt, _: &str| -> f64 { panic!("no judge without w_x") } };
+    assert!(recognise(&p, &plain, &items, 2, 1, 0)[0].samples.iter().all(|s| s.reward.explanation.is_none()));
+}
+
+#[test]
+fn a_responder_turn_that_names_a_label_earns_nothing_and_is_never_kept() {
+    let c = corpus();
+    let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
+    let roles = roles(&rec, &resp, &rewards, 10_000);
+    // Even seeds name the emotion, odd ones express it; the re-recogniser hears joy in both.
+    let p = ScriptedPolicy {
+        reply: |_: &FilledPrompt, seed: u64| if seed % 2 == 0 { "Pure joy, Ross!".into() } else { "That's wonderful, I'm so happy!".into() },
+        score: |_: &FilledPrompt, label: &str| if label == "joy" { 0.0 } else { -3.0 },
+    };
+    let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0).unwrap()];
+    let responses = respond(&p, &roles, &expr, 8, 1, 0, &[]);
+    let naming: Vec<_> = responses[0].samples.iter().filter(|s| s.turn.contains("joy")).collect();
+    assert!(!naming.is_empty() && naming.len() < 8, "both kinds were sampled");
+    for s in &responses[0].samples {
+        assert_eq!(s.rerecognised, Some(meld("joy")));
+        let names = s.turn.contains("joy");
+        assert_eq!(s.reward.expression, Some(if names { 0.0 } else { 1.0 }), "{:?}", s.turn);
+        assert_eq!(s.mention.is_some(), true, "a label or a synonym: counted either way");
+    }
+    let mut fly = Flywheel::new(Vec::new());
+    let counts = fly.admit(1, 1, &[], &responses, &FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 8 });
+    assert_eq!(counts.synthetic_names_label, naming.len());
+    assert!(fly.rows().iter().all(|r| !r.turn.contains("joy")), "never kept, even at tau_e = 0");
+    assert_eq!(counts.kept_synthetic, 1, "the expressive turn, once (the rest are repeats)");
 }

@@ -76,13 +76,15 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         recogniser: &run.prompt,
         responder: &sp.responder,
         rerecognition_prefix: &sp.rerecognition_prefix,
+        judge: &sp.judge,
         labels: corpus.dataset.labels(),
         rewards: &run.rewards,
         max_prompt_tokens: run.data.max_prompt_tokens,
     };
     let reference = (g.beta > 0.0).then(|| model.valid());
     let mut optim = g.adamw.build();
-    let settings = g.update_settings(tokenizer.pad_id);
+    let settings = run.update_settings(tokenizer.pad_id);
+    let schedule = selfemo_trainer::optim::LrSchedule::constant(1e-6);
     let (peak, shape) = matmul_peak(c.hidden_size, c.intermediate_size, 4, &device.inner());
 
     let (mut phases, mut tokens, mut update_flops) = ([0.0f64; 3], 0.0, 0.0);
@@ -96,7 +98,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         let groups = to_groups(&recognition, &expression);
         drop(policy);
         let t2 = Instant::now();
-        let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, 1e-6);
+        let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, &schedule, step);
         model = m;
         stats.map_err(anyhow::Error::new)?;
         let t3 = Instant::now();

@@ -4,6 +4,7 @@
 //! killed at any moment leaves the previous checkpoint whole.
 
 use crate::metrics_log::Row;
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use selfemo_model::CausalLm;
@@ -61,4 +62,22 @@ pub fn load(dir: &Path, mut model: CausalLm, optim: ModuleOptimizer) -> anyhow::
     let optim = optim.load(dir.join("optimizer.bpk"))?;
     let state: State = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
     Ok((model, optim, state))
+}
+
+/// The frozen KL reference of the run in `run_dir`: at step 0, `policy` as it is (after any
+/// warm start), written to `reference.bpk` (a temporary name, then renamed); on a resumed run
+/// (step > 0), the saved one, loaded into `policy`'s structure.
+pub fn reference(run_dir: &Path, policy: &CausalLm, step: u64) -> anyhow::Result<CausalLm> {
+    let path = run_dir.join("reference.bpk");
+    let mut reference = policy.valid();
+    if step == 0 {
+        let tmp = run_dir.join(format!(".reference.bpk.tmp-{}", std::process::id()));
+        reference.save_into(&mut BurnpackStore::from_file(&tmp).overwrite(true))?;
+        std::fs::rename(&tmp, &path)?;
+    } else {
+        anyhow::ensure!(path.is_file(), "{}: the run's KL reference is missing, so it cannot resume with beta > 0", path.display());
+        let result = reference.load_from(&mut BurnpackStore::from_file(&path))?;
+        anyhow::ensure!(result.missing.is_empty(), "{}: the reference lacks {:?}", path.display(), result.missing);
+    }
+    Ok(reference)
 }

@@ -7,8 +7,9 @@ use selfemo_datasets::{Corpus, Dataset, Split, Target};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
 use selfemo_trainer::label_scoring::{ScorePrompt, score_targets};
-use selfemo_trainer::recognition::{evaluate, prompts};
-use selfemo_trainer::scores::{Report, report};
+use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::predictions::{self, Prediction, report_of};
+use selfemo_trainer::recognition::{evaluate, label_scores, prompts, score_predictions};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -39,18 +40,24 @@ pub struct TargetArgs {
     /// First n targets only (0 = all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
-    /// Past turns shown with the target (InstructERC: 20).
-    #[arg(long, default_value_t = 20)]
-    pub context_window: usize,
-    /// Prompt token budget.
-    #[arg(long, default_value_t = 512)]
-    pub max_prompt_tokens: usize,
+    /// Past turns shown with the target (default: the run's with --prompt-from, else 20, InstructERC's).
+    #[arg(long)]
+    pub context_window: Option<usize>,
+    /// Prompt token budget (default: the run's with --prompt-from, else 512).
+    #[arg(long)]
+    pub max_prompt_tokens: Option<usize>,
     /// cpu, cuda[:i] or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
 impl TargetArgs {
+    /// The context window and token budget: given ones, else `run`'s, else 20 and 512.
+    fn window_and_budget(&self, run: Option<&RunConfig>) -> (usize, usize) {
+        let w = self.context_window.or(run.map(|r| r.data.context_window)).unwrap_or(20);
+        (w, self.max_prompt_tokens.or(run.map(|r| r.data.max_prompt_tokens)).unwrap_or(512))
+    }
+
     /// The model, on the chosen device.
     fn load_model(&self) -> Result<LoadedModel> {
         let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
@@ -90,7 +97,8 @@ pub struct EvalArgs {
     /// Greedy tokens per answer.
     #[arg(long, default_value_t = 48)]
     pub max_new_tokens: usize,
-    /// A run config whose [prompt] templates to use (else the defaults).
+    /// A run config whose [prompt] templates, context window and token budget to use (else the
+    /// defaults); score mode then scores the labels after exactly the run's prompts.
     #[arg(long)]
     pub prompt_from: Option<PathBuf>,
     /// JSON report.
@@ -101,7 +109,9 @@ pub struct EvalArgs {
 /// Evaluates and prints a table per dataset and the mean.
 pub fn run(args: EvalArgs) -> Result<()> {
     let t = &args.targets;
-    let template = recogniser_template(args.prompt_from.as_deref())?;
+    let run = args.prompt_from.as_deref().map(run_config).transpose()?;
+    let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
+    let (window, budget) = t.window_and_budget(run.as_ref());
     let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     let (mut acc, mut wf1) = (Vec::new(), Vec::new());
@@ -110,18 +120,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let d = corpus.dataset;
         let started = Instant::now();
         let bar = progress_bar(d.name(), targets.len());
-        let (r, n) = match args.mode {
+        let predicted: Vec<Prediction> = match args.mode {
             Mode::Generate => {
-                let ps = prompts(&corpus, &targets, &template, t.context_window, t.max_prompt_tokens, &m.tokenizer);
-                let (r, _) = evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, args.batch, &mut |k| bar.inc(k as u64));
-                (r, ps.len())
+                let ps = prompts(&corpus, &targets, &template, window, budget, &m.tokenizer);
+                evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, args.batch, &mut |k| bar.inc(k as u64)).1
             }
-            Mode::Score => {
-                let prompt = ScorePrompt::default();
-                let scores = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, t.context_window, t.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
-                (score_report(&corpus, &targets, &scores), targets.len())
-            }
+            Mode::Score => match &run {
+                Some(run) => {
+                    let ps = prompts(&corpus, &targets, &run.score_template(), window, budget, &m.tokenizer);
+                    let scores = label_scores(&m.model, &m.tokenizer, &ps, d.labels(), args.batch, &mut |k| bar.inc(k as u64));
+                    score_predictions(&ps, scores, d.labels())
+                }
+                None => {
+                    let prompt = ScorePrompt::default();
+                    let scores = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, window, budget, args.batch, &mut |k| bar.inc(k as u64));
+                    dialogue_score_predictions(&corpus, &targets, scores)
+                }
+            },
         };
+        let (r, n) = (report_of(&predicted, d.labels()), predicted.len());
+        predictions::write(&predictions::path_beside(&args.out, d.name()), &corpus, &predicted)?;
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         eprintln!("{}: {n} targets in {seconds:.1} s ({:.2} targets/s)", d.name(), n as f64 / seconds.max(1e-9));
@@ -155,12 +173,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The recogniser prompt of a run config, or the default one.
-fn recogniser_template(prompt_from: Option<&std::path::Path>) -> Result<RecogniserPrompt> {
-    match prompt_from {
-        Some(p) => Ok(selfemo_trainer::config::RunConfig::load(p).map_err(anyhow::Error::msg)?.prompt),
-        None => Ok(RecogniserPrompt::default()),
-    }
+/// A run config (`--prompt-from`).
+fn run_config(path: &std::path::Path) -> Result<RunConfig> {
+    RunConfig::load(path).map_err(anyhow::Error::msg)
 }
 
 /// A bar with the count, rate and ETA on stderr.
@@ -172,15 +187,17 @@ fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
     bar
 }
 
-/// The report of score-mode predictions: the argmax label of each target (never invalid).
-fn score_report(corpus: &Corpus, targets: &[Target], scores: &[Vec<f64>]) -> Report {
-    let labels: Vec<&str> = corpus.dataset.labels().emotions().map(|e| e.name()).collect();
-    let gold: Vec<&str> = targets.iter().map(|t| corpus.dialogues[t.dialogue].utterances[t.turn].label.map_or("", |l| l.name())).collect();
-    let pred: Vec<Option<&str>> = scores
+/// Default score-mode predictions: each target's argmax label (never invalid), with the label log-probs.
+fn dialogue_score_predictions(corpus: &Corpus, targets: &[Target], scores: Vec<Vec<f64>>) -> Vec<Prediction> {
+    let labels = corpus.dataset.labels();
+    targets
         .iter()
-        .map(|s| s.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| labels[k]))
-        .collect();
-    report(&gold, &pred, &labels)
+        .zip(scores)
+        .filter_map(|(t, s)| {
+            let gold = corpus.dialogues[t.dialogue].utterances[t.turn].label?;
+            Some(Prediction { target: *t, gold, predicted: labels.argmax(&s), completion: None, label_logprobs: Some(s) })
+        })
+        .collect()
 }
 
 /// The report file's name without its extension (`eval` for `eval.json`).
@@ -206,6 +223,7 @@ pub struct ProbeArgs {
 pub fn hallucination(args: ProbeArgs) -> Result<()> {
     use selfemo_trainer::hallucination::{probe, report};
     let t = &args.targets;
+    let (window, budget) = t.window_and_budget(None);
     let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
@@ -213,7 +231,7 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
         let d = corpus.dataset;
         let started = Instant::now();
         let bar = progress_bar(d.name(), targets.len());
-        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, t.context_window, t.max_prompt_tokens, args.batch, &mut |k| bar.inc(k as u64));
+        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, window, budget, args.batch, &mut |k| bar.inc(k as u64));
         bar.finish_and_clear();
         let r = report(&answers);
         let seconds = started.elapsed().as_secs_f64();
@@ -258,9 +276,11 @@ pub struct FaithArgs {
 /// Runs the faithfulness probe per dataset and prints EPC and EEA.
 pub fn faithfulness(args: FaithArgs) -> Result<()> {
     use selfemo_selfplay::{RecognitionItem, ResponderPrompt, Roles};
-    use selfemo_trainer::faithfulness::{JudgePrompt, probe, report};
+    use selfemo_trainer::faithfulness::{probe, report};
     let t = &args.targets;
-    let template = recogniser_template(args.prompt_from.as_deref())?;
+    let run = args.prompt_from.as_deref().map(run_config).transpose()?;
+    let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
+    let (window, budget) = t.window_and_budget(run.as_ref());
     anyhow::ensure!(template.reply_prefix.trim_end().ends_with("<think>"), "the recogniser's reply prefix must end with <think> so it writes a rationale, got {:?}", template.reply_prefix);
     let m = t.load_model()?;
     let policy = selfemo_trainer::policy::ModelPolicy {
@@ -270,18 +290,18 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
         score_rows: args.batch,
         vectors: None,
     };
-    let (responder, rewards) = (ResponderPrompt::default(), selfemo_rewards::RewardConfig::default());
+    let (responder, rewards, judge) = (ResponderPrompt::default(), selfemo_rewards::RewardConfig::default(), selfemo_selfplay::JudgePrompt::default());
     let mut reports = serde_json::Map::new();
     println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9}", "dataset", "targets", "rationales", "EPC", "EEA", "accuracy");
     for (corpus, targets) in t.datasets()? {
         let d = corpus.dataset;
-        let roles = Roles { recogniser: &template, responder: &responder, rerecognition_prefix: "<answer>", labels: d.labels(), rewards: &rewards, max_prompt_tokens: t.max_prompt_tokens };
-        let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, x)| RecognitionItem::from_target(&corpus, *x, t.context_window, k as u64)).collect();
+        let roles = Roles { recogniser: &template, responder: &responder, rerecognition_prefix: "<answer>", judge: &judge, labels: d.labels(), rewards: &rewards, max_prompt_tokens: budget };
+        let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, x)| RecognitionItem::from_target(&corpus, *x, window, k as u64)).collect();
         let started = Instant::now();
         let bar = progress_bar(d.name(), items.len());
         let mut answers = Vec::with_capacity(items.len());
         for chunk in items.chunks(args.batch.max(1)) {
-            answers.extend(probe(&policy, &roles, chunk, &JudgePrompt::default()));
+            answers.extend(probe(&policy, &roles, chunk));
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();

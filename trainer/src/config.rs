@@ -183,16 +183,19 @@ pub struct GrpoSection {
     pub num_generations: usize,
     /// Prompts per optimiser step (default 4).
     pub prompts_per_step: usize,
-    /// Optimiser steps of the run (default 20).
+    /// Rollout steps of the run (default 20); each takes μ (`num_iterations`) optimiser steps.
     pub max_steps: usize,
     /// Peak learning rate (default 1e-5; ERV uses 1e-6 for full fine-tuning of larger models).
     pub learning_rate: f64,
-    /// Linear warmup steps (default 0).
+    /// Rollout steps of linear warmup (default 0); the schedule counts optimiser steps, μ per
+    /// rollout step.
     pub warmup_steps: usize,
-    /// Final learning rate as a share of the peak, cosine decay (default 0.1).
+    /// The learning rate of the run's last optimiser step as a share of the peak, reached by
+    /// cosine decay (default 0.1).
     pub min_lr_ratio: f64,
-    /// β, KL weight to the frozen reference (default 0.04, DeepSeekMath/TRL); 0 skips the reference.
-    /// The reference is the loaded model, before any warm start, so a resumed run has the same one.
+    /// β, KL weight to the frozen reference (default 0.04, DeepSeekMath/TRL); 0 skips the
+    /// reference. The reference is the policy as it enters SELF-GRPO, after any warm start (the
+    /// SFT model, as in TRL and verl), saved in the run folder so a resumed run has the same one.
     pub beta: f64,
     /// ε_lo of the ratio clip (default 0.2, PPO).
     pub epsilon: f64,
@@ -264,8 +267,15 @@ impl GrpoSection {
         SamplingConfig { temperature: self.temperature, top_p: self.top_p, top_k: self.top_k, max_new_tokens: self.max_completion_length }
     }
 
-    /// The update's settings; `pad` is the tokenizer's pad id.
-    pub fn update_settings(&self, pad: u32) -> crate::grpo::UpdateSettings {
+    /// The learning rate of every optimiser step of the run: warmup, then cosine to the floor at
+    /// the last of its max_steps × μ optimiser steps.
+    pub fn schedule(&self) -> crate::optim::LrSchedule {
+        let mu = self.num_iterations.max(1);
+        crate::optim::LrSchedule { base: self.learning_rate, warmup: self.warmup_steps * mu, total: self.max_steps * mu, min_ratio: self.min_lr_ratio }
+    }
+
+    /// The update's settings; `pad` is the tokenizer's pad id, `importance_cap` C of steered samples.
+    pub fn update_settings(&self, pad: u32, importance_cap: f64) -> crate::grpo::UpdateSettings {
         crate::grpo::UpdateSettings {
             clip: self.clip(),
             loss_type: self.loss_type,
@@ -277,6 +287,7 @@ impl GrpoSection {
             max_grad_norm: self.max_grad_norm,
             num_iterations: self.num_iterations,
             gradient_accumulation_steps: self.gradient_accumulation_steps,
+            importance_cap,
             degenerate_groups: self.degenerate_groups,
             pad,
         }
@@ -360,6 +371,12 @@ impl RunConfig {
             return Err(format!("warm_start (kind {kind}) needs prompt.reply_prefix to end with {needs}, got {:?}", self.prompt.reply_prefix));
         }
         self.rewards.validate()?;
+        if g.degenerate_groups == crate::grpo::DegenerateGroups::Consistency && self.rewards.weights.consistency != 0.0 {
+            return Err(format!(
+                "grpo.degenerate_groups = \"consistency\" breaks ties only when rewards.weights.consistency = 0 (got {}): with w_g > 0, unequal C_i already make unequal rewards",
+                self.rewards.weights.consistency
+            ));
+        }
         match &self.model.trainable {
             Trainable::TopLayers { layers: 0 } => return Err("model.trainable.layers must be at least 1".into()),
             Trainable::Lora { rank: 0, .. } => return Err("model.trainable.rank must be at least 1".into()),
@@ -377,6 +394,22 @@ impl RunConfig {
             return Err(format!("selfplay.iterations ({}) must not exceed grpo.max_steps ({})", self.selfplay.iterations, self.grpo.max_steps));
         }
         Ok(())
+    }
+
+    /// The update's settings of this run (C from `selfplay.steering`, 1 without steering).
+    pub fn update_settings(&self, pad: u32) -> crate::grpo::UpdateSettings {
+        self.grpo.update_settings(pad, self.selfplay.steering.as_ref().map_or(1.0, |s| s.importance_cap))
+    }
+
+    /// The recogniser templates as score mode uses them: the run's own, with a reply prefix
+    /// that ends where the label goes (the run's when it ends with `<answer>`, else the
+    /// re-recogniser's, which must).
+    pub fn score_template(&self) -> RecogniserPrompt {
+        let mut t = self.prompt.clone();
+        if !t.reply_prefix.trim_end().ends_with("<answer>") {
+            t.reply_prefix = self.selfplay.rerecognition_prefix.clone();
+        }
+        t
     }
 
     /// The run folder.
@@ -434,6 +467,8 @@ mod tests {
         assert!(err("name = \"x\"\n[selfplay]\nrerecognition_prefix = \"<think>\"").contains("selfplay.rerecognition_prefix"));
         assert!(err("name = \"x\"\n[selfplay.flywheel]\nmax_per_source = 0").contains("selfplay.flywheel.max_per_source"));
         assert!(err("name = \"x\"\n[selfplay.flywheel]\ntau = 1.0").contains("unknown field `tau`"));
+        assert!(err("name = \"x\"\n[grpo]\ndegenerate_groups = \"consistency\"").contains("rewards.weights.consistency = 0"));
+        toml::from_str::<RunConfig>("name = \"x\"\n[grpo]\ndegenerate_groups = \"consistency\"\n[rewards.weights]\nconsistency = 0.0").unwrap().validate().unwrap();
     }
 
     #[test]

@@ -7,29 +7,6 @@ use selfemo_rewards::parse;
 use selfemo_selfplay::{FilledPrompt, Policy, RecognitionItem, Roles};
 use serde::{Deserialize, Serialize};
 
-/// The judge's templates: `{labels}` and `{rationale}` are filled in; the label is scored right
-/// after `reply_prefix`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JudgePrompt {
-    /// System message.
-    pub system: String,
-    /// User message.
-    pub user: String,
-    /// Start of the reply; the label follows it.
-    pub reply_prefix: String,
-}
-
-impl Default for JudgePrompt {
-    fn default() -> Self {
-        Self {
-            system: "You read explanations of how someone feels. Name the emotion an explanation describes, using only these labels: {labels}.".into(),
-            user: "Explanation: {rationale}\n\nWhich emotion does this explanation describe?".into(),
-            reply_prefix: "<answer>".into(),
-        }
-    }
-}
-
 /// One target's rationale, prediction and judgement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaithAnswer {
@@ -61,9 +38,9 @@ pub struct FaithReport {
 }
 
 /// Answers every item with the policy's generation (the recogniser prompt must open the reply
-/// with `<think>`, so the policy writes the rationale), then judges every rationale in one
-/// scoring pass.
-pub fn probe(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionItem], judge: &JudgePrompt) -> Vec<FaithAnswer> {
+/// with `<think>`, so the policy writes the rationale), then `roles.judge` judges every
+/// rationale in one scoring pass.
+pub fn probe(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionItem]) -> Vec<FaithAnswer> {
     let prompts: Vec<FilledPrompt> = items.iter().map(|i| roles.recognition_prompt(policy, i)).collect();
     let replies = policy.generate(&prompts, &vec![vec![0]; items.len()]);
     let mut answers: Vec<FaithAnswer> = items
@@ -78,18 +55,10 @@ pub fn probe(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionItem], 
         })
         .collect();
     let asked: Vec<usize> = (0..answers.len()).filter(|i| !answers[*i].rationale.is_empty()).collect();
-    let fill = |t: &str, rationale: &str| t.replace("{labels}", &roles.labels.joined()).replace("{rationale}", rationale);
-    let judge_prompts: Vec<FilledPrompt> = asked
-        .iter()
-        .map(|&i| FilledPrompt {
-            system: fill(&judge.system, &answers[i].rationale),
-            user: fill(&judge.user, &answers[i].rationale),
-            reply_prefix: judge.reply_prefix.clone(),
-        })
-        .collect();
-    let names: Vec<&str> = roles.labels.emotions().map(|e| e.name()).collect();
-    for (i, scores) in asked.into_iter().zip(policy.score(&judge_prompts, &names)) {
-        answers[i].judged = roles.best_label(&scores);
+    let texts: Vec<&str> = asked.iter().map(|&i| answers[i].rationale.as_str()).collect();
+    let judged: Vec<Option<Emotion>> = roles.judge.scores(policy, &texts, roles.labels).iter().map(|s| roles.best_label(s)).collect();
+    for (i, j) in asked.into_iter().zip(judged) {
+        answers[i].judged = j;
     }
     answers
 }

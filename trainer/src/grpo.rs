@@ -2,7 +2,7 @@
 //! group-relative advantages, and take μ optimiser steps on the clipped objective.
 
 use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
-use crate::optim::clip_global_norm;
+use crate::optim::{LrSchedule, clip_global_norm};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use selfemo_model::{CausalLm, Generation, SamplingConfig, completion_logprobs, generate};
@@ -16,6 +16,8 @@ pub struct Sample {
     pub completion: Vec<u32>,
     /// log π_old per token, from sampling time.
     pub old_logprobs: Vec<f64>,
+    /// log π_behaviour per token when a steered policy drew the sample (`None`: π_old did).
+    pub behaviour_logprobs: Option<Vec<f64>>,
     /// Entropy of π_old per token, from sampling time.
     pub entropies: Vec<f64>,
     /// Cut at max_completion_length without an end-of-turn token.
@@ -78,7 +80,15 @@ pub fn rollout(
             prompt: p.clone(),
             samples: gens
                 .into_iter()
-                .map(|g| Sample { truncated: !g.finished, completion: g.tokens, old_logprobs: g.logprobs, entropies: g.entropies, reward: 0.0, consistency: 0.0 })
+                .map(|g| Sample {
+                    truncated: !g.finished,
+                    completion: g.tokens,
+                    old_logprobs: g.logprobs,
+                    behaviour_logprobs: None,
+                    entropies: g.entropies,
+                    reward: 0.0,
+                    consistency: 0.0,
+                })
                 .collect(),
         })
         .collect()
@@ -110,6 +120,8 @@ pub struct UpdateSettings {
     /// Micro-batches whose gradients are summed before each optimiser step (memory, not maths:
     /// the token weights are those of the whole batch, so the step is the same).
     pub gradient_accumulation_steps: usize,
+    /// C of the truncated importance weight min(π_old/π_behaviour, C) of steered tokens.
+    pub importance_cap: f64,
     /// Pad id.
     pub pad: u32,
 }
@@ -132,17 +144,22 @@ pub enum DegenerateGroups {
     Consistency,
 }
 
-/// What an update measured, per TRL's metric names where they exist.
+/// What an update measured, per TRL's metric names where they exist; each is the mean over
+/// the μ optimiser steps (as TRL logs the mean over a logging interval).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdateStats {
-    /// Loss of the first of the μ steps.
+    /// Loss.
     pub loss: f64,
-    /// Global gradient norm before clipping (first step).
+    /// Global gradient norm before clipping.
     pub grad_norm: f64,
-    /// KL, clip ratios (first step).
+    /// KL, clip ratios.
     pub loss_stats: LossStats,
     /// Share of groups whose rewards were all equal (`frac_reward_zero_std`).
     pub frac_reward_zero_std: f64,
+    /// Mean truncated importance weight over steered tokens (`None` without any).
+    pub importance_weight: Option<f64>,
+    /// The learning rate of the first of the μ steps.
+    pub learning_rate: f64,
 }
 
 /// A step that produced NaN or inf: the model is left as it was.
@@ -157,7 +174,17 @@ pub struct NonFinite {
     pub step: usize,
 }
 
-/// Runs μ optimiser steps of the SELF-GRPO loss on `groups`. `reference` is the frozen
+/// The truncated importance weight min(π_old/π_behaviour, C) of each token of a sample (1 for
+/// every token when π_old drew it).
+pub fn importance_weights(sample: &Sample, cap: f64) -> Vec<f64> {
+    match &sample.behaviour_logprobs {
+        None => vec![1.0; sample.completion.len()],
+        Some(b) => sample.old_logprobs.iter().zip(b).map(|(old, beh)| (old - beh).exp().min(cap)).collect(),
+    }
+}
+
+/// Runs μ optimiser steps of the SELF-GRPO loss on `groups`, optimiser step j of them (from
+/// `first_step`, counted over the run) at `schedule`'s rate. `reference` is the frozen
 /// reference policy (its forward is skipped when β = 0). On NaN/inf the error is returned
 /// together with the last good model.
 pub fn update(
@@ -166,7 +193,8 @@ pub fn update(
     optim: &mut ModuleOptimizer,
     groups: &[Group],
     settings: &UpdateSettings,
-    lr: f64,
+    schedule: &LrSchedule,
+    first_step: usize,
 ) -> (CausalLm, Result<UpdateStats, NonFinite>) {
     let rewards: Vec<Vec<f64>> = groups.iter().map(|g| g.samples.iter().map(|s| s.reward).collect()).collect();
     let mut adv = match advantages(&rewards, settings.scale_rewards, settings.advantage_epsilon) {
@@ -195,32 +223,34 @@ pub fn update(
     let completions: Vec<Vec<u32>> = samples.iter().map(|(_, s, _)| s.completion.clone()).collect();
     let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
     let included: Vec<bool> = samples.iter().map(|(_, s, _)| !(settings.mask_truncated_completions && s.truncated)).collect();
+    let learning_rate = schedule.at(first_step);
     if completions.iter().all(Vec::is_empty) {
         // Nothing to learn from (every group dropped, or empty completions): no step.
-        return (model, Ok(UpdateStats { frac_reward_zero_std, ..Default::default() }));
+        return (model, Ok(UpdateStats { frac_reward_zero_std, learning_rate, ..Default::default() }));
     }
     let ref_logprobs = match (reference, settings.clip.beta > 0.0) {
         (Some(r), true) => {
             let lp = completion_logprobs(r, &prompts, &completions, settings.pad, settings.temperature);
-            Some(lp.into_data().try_to_vec::<f32>().unwrap_or_default())
+            Some(lp.try_to_vec_as::<f32>().expect("the backend reads back its own tensor"))
         }
         _ => None,
     };
+    let steered: Vec<f64> = samples.iter().filter(|(_, s, _)| s.behaviour_logprobs.is_some()).flat_map(|(_, s, _)| importance_weights(s, settings.importance_cap)).collect();
     let batch = TokenBatch {
         old_logprobs: samples.iter().flat_map(|(_, s, _)| s.old_logprobs.iter().map(|x| *x as f32)).collect(),
         ref_logprobs,
         advantages: samples.iter().flat_map(|(_, s, a)| std::iter::repeat_n(*a as f32, s.completion.len())).collect(),
+        importance: samples.iter().flat_map(|(_, s, _)| importance_weights(s, settings.importance_cap)).map(|w| w as f32).collect(),
         weights: settings.loss_type.token_weights(&lengths, &included, settings.max_completion_length).into_iter().map(|w| w as f32).collect(),
     };
-    let mut stats = UpdateStats {
-        frac_reward_zero_std,
-        ..Default::default()
-    };
+    let importance_weight = (!steered.is_empty()).then(|| steered.iter().sum::<f64>() / steered.len() as f64);
+    let mut per_step: Vec<(f64, f64, LossStats)> = Vec::new();
     // Micro-batches: consecutive samples, as even as possible, and their token ranges.
     let parts = settings.gradient_accumulation_steps.clamp(1, samples.len().max(1));
     let bounds: Vec<usize> = (0..=parts).map(|i| i * samples.len() / parts).collect();
     let token_start = |i: usize| lengths[..bounds[i]].iter().sum::<usize>();
-    for step in 0..settings.num_iterations.max(1) {
+    let steps = settings.num_iterations.max(1);
+    for step in 0..steps {
         let mut accumulated = GradientsAccumulator::new();
         let mut parts_stats = Vec::with_capacity(parts);
         for i in 0..parts {
@@ -238,10 +268,11 @@ pub fn update(
         if !norm.is_finite() {
             return (model, Err(NonFinite { what: "grad_norm", value: norm, step }));
         }
-        if step == 0 {
-            (stats.loss, stats.grad_norm, stats.loss_stats) = (parts_stats.iter().map(|(s, _)| s.loss).sum(), norm, LossStats::combine(&parts_stats));
-        }
-        model = optim.step(lr, model, grads);
+        per_step.push((parts_stats.iter().map(|(s, _)| s.loss).sum(), norm, LossStats::combine(&parts_stats)));
+        model = optim.step(schedule.at(first_step + step), model, grads);
     }
+    let mean = |f: &dyn Fn(&(f64, f64, LossStats)) -> f64| per_step.iter().map(f).sum::<f64>() / steps as f64;
+    let loss_stats = LossStats { loss: mean(&|s| s.2.loss), kl: mean(&|s| s.2.kl), clip_low: mean(&|s| s.2.clip_low), clip_high: mean(&|s| s.2.clip_high) };
+    let stats = UpdateStats { loss: mean(&|s| s.0), grad_norm: mean(&|s| s.1), loss_stats, frac_reward_zero_std, importance_weight, learning_rate };
     (model, Ok(stats))
 }

@@ -2,7 +2,9 @@
 //!
 //! For token t of sample i with advantage A_i, ratio ρ = π_θ / π_old and the k3 estimator
 //! KL_t = π_ref/π_θ − log(π_ref/π_θ) − 1 (Schulman, 2020), the token loss is
-//! ℓ_t = −min(ρ A_i, clip(ρ, 1 − ε_lo, 1 + ε_hi) A_i) + β KL_t
+//! ℓ_t = −w_t min(ρ A_i, clip(ρ, 1 − ε_lo, 1 + ε_hi) A_i) + β KL_t, where w_t = 1 for a token
+//! π_old drew and w_t = min(π_old/π_behaviour, C) for one a steered policy drew (truncated
+//! importance sampling, as verl's TIS; Ionides 2008)
 //! (PPO clipping, Schulman et al. 2017; separate upper ε is DAPO's clip-higher, Yu et al. 2025).
 //! Aggregation turns ℓ into one number; each [`LossType`] is a set of per-token weights.
 
@@ -67,6 +69,8 @@ pub struct TokenBatch {
     pub ref_logprobs: Option<Vec<f32>>,
     /// A_i repeated over sample i's tokens, `[N]`.
     pub advantages: Vec<f32>,
+    /// w_t, the truncated importance weight of each token (1 when π_old drew it), `[N]`.
+    pub importance: Vec<f32>,
     /// Aggregation weights, `[N]` ([`LossType::token_weights`]).
     pub weights: Vec<f32>,
 }
@@ -92,6 +96,7 @@ impl TokenBatch {
             old_logprobs: self.old_logprobs[range.clone()].to_vec(),
             ref_logprobs: self.ref_logprobs.as_ref().map(|r| r[range.clone()].to_vec()),
             advantages: self.advantages[range.clone()].to_vec(),
+            importance: self.importance[range.clone()].to_vec(),
             weights: self.weights[range].to_vec(),
         }
     }
@@ -113,26 +118,31 @@ pub fn grpo_loss(logprobs: Tensor<1>, batch: &TokenBatch, clip: Clip) -> (Tensor
     let n = batch.old_logprobs.len();
     let vec = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &device);
     let (old, adv, w) = (vec(&batch.old_logprobs), vec(&batch.advantages), vec(&batch.weights));
-    // 1. importance ratio and its clipped surrogate
+    // 1. importance ratio and its clipped surrogate, weighed by the behaviour correction
     let ratio = (logprobs.clone() - old).exp();
     let clipped = ratio.clone().clamp(1.0 - clip.epsilon, 1.0 + clip.epsilon_high);
     let surrogate = (ratio.clone() * adv.clone()).min_pair(clipped * adv.clone());
-    let mut per_token = surrogate.neg();
+    let mut per_token = (surrogate * vec(&batch.importance)).neg();
     // 2. k3 KL to the reference
     let mut kl_values = vec![0.0f32; n];
     if let (Some(reference), true) = (&batch.ref_logprobs, clip.beta > 0.0) {
         let delta = vec(reference) - logprobs.clone();
         let kl = delta.clone().exp() - delta - 1.0;
-        kl_values = kl.clone().detach().into_data().try_to_vec().unwrap_or_default();
+        kl_values = host(kl.clone());
         per_token = per_token + kl * clip.beta;
     }
     // 3. aggregate
-    let token_losses: Vec<f32> = per_token.clone().detach().into_data().try_to_vec().unwrap_or_default();
+    let token_losses = host(per_token.clone());
     let loss = (per_token * w).sum();
-    let ratios: Vec<f32> = ratio.detach().into_data().try_to_vec().unwrap_or_default();
+    let ratios = host(ratio);
     let mut stats = stats(&ratios, &kl_values, batch, clip);
     stats.loss = token_losses.iter().zip(&batch.weights).map(|(l, w)| *l as f64 * *w as f64).sum();
     (loss, stats)
+}
+
+/// A tensor's values on the host as f32, whatever its dtype (a bf16 model's too).
+fn host(t: Tensor<1>) -> Vec<f32> {
+    t.detach().try_to_vec_as::<f32>().expect("the backend reads back its own tensor")
 }
 
 fn stats(ratio: &[f32], kl: &[f32], batch: &TokenBatch, clip: Clip) -> LossStats {
@@ -169,7 +179,7 @@ mod tests {
             .map(|i| {
                 let rho = (lp[i] - b.old_logprobs[i] as f64).exp();
                 let a = b.advantages[i] as f64;
-                let surrogate = (rho * a).min(rho.clamp(1.0 - c.epsilon, 1.0 + c.epsilon_high) * a);
+                let surrogate = b.importance[i] as f64 * (rho * a).min(rho.clamp(1.0 - c.epsilon, 1.0 + c.epsilon_high) * a);
                 let kl = b.ref_logprobs.as_ref().map_or(0.0, |r| {
                     let d = r[i] as f64 - lp[i];
                     d.exp() - d - 1.0
@@ -185,6 +195,7 @@ mod tests {
             old_logprobs: vec![-1.3, -0.5, -1.5, -0.4, -2.9],
             ref_logprobs: Some(vec![-1.1, -0.7, -1.9, -0.2, -3.2]),
             advantages: vec![1.0, 1.0, -0.5, -0.5, 2.0],
+            importance: vec![1.0, 0.5, 1.0, 1.0, 0.25],
             weights: LossType::Grpo.token_weights(&[2, 2, 1], &[true; 3], 4).into_iter().map(|w| w as f32).collect(),
         };
         (lp, b)
@@ -217,6 +228,7 @@ mod tests {
     #[test]
     fn at_the_first_step_kl_is_zero_and_the_loss_is_minus_the_mean_advantage() {
         let (_, mut b) = batch();
+        b.importance = vec![1.0; 5];
         b.old_logprobs = vec![-1.0, -0.5, -2.0, -0.1, -3.0];
         b.ref_logprobs = Some(b.old_logprobs.clone());
         let x = Tensor::<1>::from_data(TensorData::new(b.old_logprobs.clone(), [5]), &Device::flex());

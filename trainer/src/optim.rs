@@ -38,16 +38,37 @@ impl AdamWSettings {
     }
 }
 
-/// Learning rate at optimiser step `step` (0-based) of `total`: linear warmup over `warmup`
-/// steps from 0, then cosine decay to `min_ratio · base` at the last step.
-pub fn learning_rate(step: usize, total: usize, warmup: usize, base: f64, min_ratio: f64) -> f64 {
-    if step < warmup {
-        return base * (step + 1) as f64 / warmup as f64;
+/// Warmup then cosine decay, over the run's optimiser steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSchedule {
+    /// Peak learning rate.
+    pub base: f64,
+    /// Optimiser steps of linear warmup: step s < warmup runs at base·(s+1)/warmup.
+    pub warmup: usize,
+    /// Optimiser steps of the run.
+    pub total: usize,
+    /// The last step's rate as a share of the peak.
+    pub min_ratio: f64,
+}
+
+impl LrSchedule {
+    /// The same rate at every step.
+    pub fn constant(rate: f64) -> Self {
+        Self { base: rate, warmup: 0, total: 1, min_ratio: 1.0 }
     }
-    let decay_steps = total.saturating_sub(warmup).max(1);
-    let progress = ((step - warmup) as f64 / decay_steps as f64).min(1.0);
-    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-    base * (min_ratio + (1.0 - min_ratio) * cosine)
+
+    /// The rate of optimiser step `step` (from 0): after the warmup, cosine from the peak at
+    /// step `warmup` down to min_ratio·base at the last step, `total` − 1 (the peak throughout
+    /// when only one step follows the warmup).
+    pub fn at(&self, step: usize) -> f64 {
+        if step < self.warmup {
+            return self.base * (step + 1) as f64 / self.warmup as f64;
+        }
+        let decay_steps = self.total.saturating_sub(self.warmup + 1);
+        let progress = if decay_steps == 0 { 0.0 } else { ((step - self.warmup) as f64 / decay_steps as f64).min(1.0) };
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        self.base * (self.min_ratio + (1.0 - self.min_ratio) * cosine)
+    }
 }
 
 /// Sums the squared gradients of every float parameter.
@@ -121,12 +142,19 @@ mod tests {
     }
 
     #[test]
-    fn warmup_then_cosine() {
-        assert_eq!(learning_rate(0, 10, 2, 1.0, 0.0), 0.5);
-        assert_eq!(learning_rate(1, 10, 2, 1.0, 0.0), 1.0);
-        assert_eq!(learning_rate(2, 10, 2, 1.0, 0.0), 1.0);
-        assert!((learning_rate(6, 10, 2, 1.0, 0.0) - 0.5).abs() < 1e-12);
-        assert!(learning_rate(10, 10, 2, 1.0, 0.1) - 0.1 < 1e-12);
-        assert_eq!(learning_rate(3, 4, 0, 2.0, 0.0), 2.0 * 0.5 * (1.0 + (std::f64::consts::PI * 0.75).cos()));
+    fn warmup_then_cosine_down_to_the_floor_at_the_last_step() {
+        // Hand values: 2 warmup steps, then cos over the 3 intervals between steps 2 and 5,
+        // 0.1 + 0.9·(1 + cos(kπ/3))/2 = 1, 0.775, 0.325, 0.1.
+        let s = LrSchedule { base: 1.0, warmup: 2, total: 6, min_ratio: 0.1 };
+        let rates: Vec<f64> = (0..6).map(|k| s.at(k)).collect();
+        for (got, want) in rates.iter().zip([0.5, 1.0, 1.0, 0.775, 0.325, 0.1]) {
+            assert!((got - want).abs() < 1e-12, "{rates:?}");
+        }
+        // No warmup, 5 steps at peak 2 to a floor of 0: cos(kπ/4) gives 2, 1.7071, 1, 0.2929, 0.
+        let s = LrSchedule { base: 2.0, warmup: 0, total: 5, min_ratio: 0.0 };
+        for (k, want) in [2.0, 1.707_106_781_186_547_6, 1.0, 0.292_893_218_813_452_5, 0.0].into_iter().enumerate() {
+            assert!((s.at(k) - want).abs() < 1e-12, "step {k}: {}", s.at(k));
+        }
+        assert_eq!(LrSchedule { base: 1.0, warmup: 0, total: 1, min_ratio: 0.1 }.at(0), 1.0, "a single step runs at the peak");
     }
 }

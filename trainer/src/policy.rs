@@ -48,6 +48,7 @@ impl ModelPolicy<'_> {
                             truncated: !g.finished,
                             tokens: g.tokens,
                             logprobs: g.logprobs,
+                            behaviour_logprobs: None,
                             entropies: g.entropies,
                         }
                     })
@@ -80,7 +81,8 @@ impl Policy for ModelPolicy<'_> {
         let device = self.model.model.embed_tokens.weight.device();
         let steer = vectors.mix_rows(&mixtures, &device).expect("only emotions the file has are mixed");
         let mut out = self.sample(prompts, seeds, Some(&steer));
-        // π_old of a steered sample is the unsteered policy: its log-probs are taken again.
+        // π_old of a steered sample is the unsteered policy: its log-probs are taken again, and
+        // the steered ones it was drawn with are kept for the importance weight.
         let steered: Vec<&mut Completion> = out.iter_mut().flatten().zip(&mixtures).filter(|(_, m)| !m.is_empty()).map(|(c, _)| c).collect();
         let prompts: Vec<Vec<u32>> = steered.iter().map(|c| c.prompt.clone()).collect();
         let completions: Vec<Vec<u32>> = steered.iter().map(|c| c.tokens.clone()).collect();
@@ -88,7 +90,8 @@ impl Policy for ModelPolicy<'_> {
         let lp = lp.into_data().try_to_vec::<f32>().expect("log-probs are f32");
         let mut at = 0;
         for c in steered {
-            c.logprobs = lp[at..at + c.tokens.len()].iter().map(|x| f64::from(*x)).collect();
+            let unsteered = lp[at..at + c.tokens.len()].iter().map(|x| f64::from(*x)).collect();
+            c.behaviour_logprobs = Some(std::mem::replace(&mut c.logprobs, unsteered));
             at += c.tokens.len();
         }
         out

@@ -1,8 +1,10 @@
 //! The recogniser task as the trainer sees it: prompts from a corpus split, and greedy dev
 //! evaluation scored strictly (malformed or out-of-set answers are wrong).
 
-use crate::scores::{Report, report};
-use selfemo_datasets::{ContextWindow, Corpus, Emotion, Target};
+use crate::label_scoring::score_prompts;
+use crate::predictions::{Prediction, report_of};
+use crate::scores::Report;
+use selfemo_datasets::{ContextWindow, Corpus, Emotion, LabelSet, Target};
 use selfemo_model::{CausalLm, SamplingConfig, TextTokenizer, generate};
 use selfemo_rewards::{RewardConfig, parse, score_recognition_group};
 use serde::{Deserialize, Serialize};
@@ -42,7 +44,8 @@ pub fn prompts(
         .collect()
 }
 
-/// Greedy answers for `prompts`, scored against gold. Returns the report and each completion;
+/// Greedy answers for `prompts`, parsed strictly (exactly one valid label and nothing invalid
+/// counts as a prediction). Returns the report and each target's prediction with its reply;
 /// `progress` is told how many prompts each batch finished.
 pub fn evaluate(
     model: &CausalLm,
@@ -52,27 +55,55 @@ pub fn evaluate(
     max_new_tokens: usize,
     batch: usize,
     progress: &mut dyn FnMut(usize),
-) -> (Report, Vec<String>) {
+) -> (Report, Vec<Prediction>) {
     let labels = corpus.dataset.labels();
-    let mut texts = Vec::with_capacity(prompts.len());
-    let mut predictions: Vec<Option<Emotion>> = Vec::with_capacity(prompts.len());
+    let mut predictions = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(batch.max(1)) {
         let ids: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
         let seeds = vec![0; ids.len()];
         let gens = generate(model, &ids, &SamplingConfig::greedy(max_new_tokens), &seeds, &tok.eos_ids, tok.pad_id, None);
         for (p, g) in chunk.iter().zip(gens) {
             let text = format!("{}{}", p.reply_prefix, tok.decode(&g.tokens, true));
-            let parsed = parse(&text, labels);
-            // Strict: exactly one valid label and nothing invalid counts as a prediction.
-            predictions.push(parsed.strict_label());
-            texts.push(text);
+            let predicted = parse(&text, labels).strict_label();
+            predictions.push(Prediction { target: p.target, gold: p.gold, predicted, completion: Some(text), label_logprobs: None });
         }
         progress(chunk.len());
     }
-    let gold: Vec<&str> = prompts.iter().map(|p| p.gold.name()).collect();
-    let pred: Vec<Option<&str>> = predictions.iter().map(|p| p.map(|e| e.name())).collect();
-    let order: Vec<&str> = labels.emotions().map(|e| e.name()).collect();
-    (report(&gold, &pred, &order), texts)
+    (report_of(&predictions, labels), predictions)
+}
+
+/// Score mode on exactly the prompts a run trains with: log π(label | prompt) of every label of
+/// the set after each prompt (its reply prefix must end where the label goes), `[prompt][label]`.
+/// Each chunk of prompts runs its common prefix once and up to `rows` prompts at a time branch
+/// off it, with every label, in one tree pass; `progress` is told how many prompts each chunk finished.
+pub fn label_scores(
+    model: &CausalLm,
+    tok: &TextTokenizer,
+    prompts: &[RecognitionPrompt],
+    labels: &LabelSet,
+    rows: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Vec<Vec<f64>> {
+    let label_ids: Vec<Vec<u32>> = labels.emotions().map(|e| tok.encode(e.name())).collect();
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(SCORE_CHUNK) {
+        let ids: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
+        out.extend(score_prompts(model, &ids, &label_ids, rows));
+        progress(chunk.len());
+    }
+    out
+}
+
+/// Prompts whose common prefix [`label_scores`] runs once.
+const SCORE_CHUNK: usize = 64;
+
+/// Score-mode predictions: each prompt's argmax label (never invalid), with the label log-probs.
+pub fn score_predictions(prompts: &[RecognitionPrompt], scores: Vec<Vec<f64>>, labels: &LabelSet) -> Vec<Prediction> {
+    prompts
+        .iter()
+        .zip(scores)
+        .map(|(p, s)| Prediction { target: p.target, gold: p.gold, predicted: labels.argmax(&s), completion: None, label_logprobs: Some(s) })
+        .collect()
 }
 
 /// Dev scores and the dev reward of one evaluation.
@@ -85,16 +116,16 @@ pub struct DevResult {
     pub reward: f64,
 }
 
-/// The dev reward of greedy `texts` (one per prompt); see [`DevResult::reward`].
-pub fn dev_reward(texts: &[String], prompts: &[RecognitionPrompt], corpus: &Corpus, rewards: &RewardConfig) -> f64 {
+/// The dev reward of greedy predictions (their replies, one per prompt); see [`DevResult::reward`].
+pub fn dev_reward(predictions: &[Prediction], corpus: &Corpus, rewards: &RewardConfig) -> f64 {
     let w = &rewards.weights;
-    let total: f64 = texts
+    let total: f64 = predictions
         .iter()
-        .zip(prompts)
-        .map(|(text, p)| {
-            let (_, b) = &score_recognition_group(&[text.as_str()], &[p.gold], corpus.dataset.labels(), rewards, None)[0];
+        .map(|p| {
+            let text = p.completion.as_deref().unwrap_or_default();
+            let (_, b) = &score_recognition_group(&[text], &[p.gold], corpus.dataset.labels(), rewards, None)[0];
             w.format * b.format + w.recognition * b.recognition.unwrap_or(0.0)
         })
         .sum();
-    total / texts.len().max(1) as f64
+    total / predictions.len().max(1) as f64
 }

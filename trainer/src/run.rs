@@ -10,8 +10,8 @@ use crate::policy::{ModelPolicy, render};
 use crate::scores::Report;
 use crate::self_play::{IterationSummary, SYNTHETIC_IDS, count_metrics, counts_from_metrics, role_metrics, step_items, to_groups};
 use crate::metrics_log::{self, Row};
-use crate::optim::learning_rate;
 use crate::plots::{Series, line_chart};
+use crate::splits::TrainSplits;
 use crate::warm_start::{Example, completion_ids, label_example, warm_start};
 use crate::recognition::{DevResult, dev_reward, evaluate, prompts};
 use anyhow::{Context, Result, bail};
@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use selfemo_datasets::{Corpus, Split, Target};
 use selfemo_model::{CausalLm, EmotionVectors, LoadOptions, LoadedModel, ModelSource, TextTokenizer, parse_device};
 use selfemo_rewards::advantage::mean_std;
-use selfemo_selfplay::{Flywheel, FlywheelRow, Rationale, RecognitionGroup, RecognitionItem, Roles, rationales, recognise, respond, store};
+use selfemo_selfplay::{Flywheel, FlywheelRow, Rationale, RecognitionGroup, RecognitionItem, Roles, Verdict, rationales, recognise, respond, store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -109,15 +109,15 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     if config.data.train_limit > 0 {
         train_targets.truncate(config.data.train_limit);
     }
-    let needed = (g.max_steps * g.prompts_per_step).min(train_targets.len());
+    // GRPO prompts, the refill reserve of dynamic sampling and the warm start: disjoint slices.
+    let needed = g.max_steps * g.prompts_per_step;
+    let reserve_size = if g.degenerate_groups == DegenerateGroups::Resample { needed } else { 0 };
+    let ws = &config.warm_start;
+    let splits = TrainSplits::new(train_targets.len(), needed, reserve_size, ws.steps * ws.batch_size);
     let item = |k: usize, t: Target| RecognitionItem::from_target(&corpus, t, w, k as u64).map(|i| (t, i));
-    let real: Vec<(Target, RecognitionItem)> = train_targets[..needed].iter().enumerate().filter_map(|(k, t)| item(k, *t)).collect();
-    // Fresh items for dynamic sampling: the targets after those the steps use.
-    let reserve: Vec<RecognitionItem> = if g.degenerate_groups == DegenerateGroups::Resample {
-        train_targets[needed..(2 * needed).min(train_targets.len())].iter().enumerate().filter_map(|(k, t)| item(needed + k, *t).map(|x| x.1)).collect()
-    } else {
-        Vec::new()
-    };
+    let real: Vec<(Target, RecognitionItem)> = train_targets[splits.grpo.clone()].iter().enumerate().filter_map(|(k, t)| item(k, *t)).collect();
+    let reserve: Vec<RecognitionItem> =
+        train_targets[splits.reserve.clone()].iter().enumerate().filter_map(|(k, t)| item(splits.reserve.start + k, *t).map(|x| x.1)).collect();
     let make = |targets: &[Target]| prompts(&corpus, targets, &config.prompt, w, config.data.max_prompt_tokens, &tokenizer);
     let mut dev_targets = corpus.targets(Split::Dev);
     if config.eval.dev_limit > 0 {
@@ -125,7 +125,6 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     }
     let dev_prompts = make(&dev_targets);
 
-    let reference = (g.beta > 0.0).then(|| model.valid());
     let mut model = apply_trainable(model, &config.model.trainable, config.seed);
     let mut optim = g.adamw.build();
     let mut state = State { step: 0, rows: Vec::new() };
@@ -139,8 +138,8 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         }
     }
     let eval = |m: &CausalLm, tok: &TextTokenizer| {
-        let (report, texts) = evaluate(m, tok, &dev_prompts, &corpus, config.eval.max_new_tokens, config.eval.batch_size, &mut |_| ());
-        DevResult { reward: dev_reward(&texts, &dev_prompts, &corpus, &config.rewards), report }
+        let (report, predictions) = evaluate(m, tok, &dev_prompts, &corpus, config.eval.max_new_tokens, config.eval.batch_size, &mut |_| ());
+        DevResult { reward: dev_reward(&predictions, &corpus, &config.rewards), report }
     };
     let before_path = run_dir.join("dev_before.json");
     let dev_before: DevResult = if state.step > 0 && before_path.is_file() {
@@ -158,14 +157,13 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         recogniser: &config.prompt,
         responder: &sp.responder,
         rerecognition_prefix: &sp.rerecognition_prefix,
+        judge: &sp.judge,
         labels: corpus.dataset.labels(),
         rewards: &config.rewards,
         max_prompt_tokens: config.data.max_prompt_tokens,
     };
-    if state.step == 0 && config.warm_start.steps > 0 {
-        let ws = &config.warm_start;
-        let unused = &train_targets[needed.min(train_targets.len() - 1)..];
-        let unused = &unused[..(ws.steps * ws.batch_size).min(unused.len())];
+    if state.step == 0 && ws.steps > 0 {
+        let unused = &train_targets[splits.warm_start.clone()];
         let examples: Vec<Example> = match ws.kind {
             WarmStartKind::Label => make(unused).iter().map(|p| label_example(p, &tokenizer)).collect(),
             WarmStartKind::Rationale => {
@@ -174,7 +172,16 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
                 let policy = ModelPolicy { model: &writer, tok: &tokenizer, sampling: g.sampling(), score_rows: config.eval.batch_size, vectors: None };
                 let written = rationales(&policy, &roles, &items, &ws.rationale_hint, config.seed);
                 write_rationales(&run_dir.join("warm_start_rationales.jsonl"), &written)?;
-                writeln!(events, "warm start: kept {} of {} self-written rationales", written.iter().filter(|r| r.kept()).count(), written.len())?;
+                let count = |v: Verdict| written.iter().filter(|r| r.verdict() == v).count();
+                writeln!(
+                    events,
+                    "warm start: kept {} of {} self-written rationales; rejected {} naming an emotion, {} whose label-free re-prediction disagrees, {} empty",
+                    count(Verdict::Kept),
+                    written.len(),
+                    count(Verdict::NamesEmotion),
+                    count(Verdict::Disagrees),
+                    count(Verdict::Empty)
+                )?;
                 written
                     .iter()
                     .filter(|r| r.kept())
@@ -191,6 +198,8 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             println!("{line}");
         }
     }
+    // The KL reference: the policy as it enters SELF-GRPO, saved so a resumed run has it too.
+    let reference = if g.beta > 0.0 { Some(checkpoint::reference(&run_dir, &model, state.step)?) } else { None };
     // Steered responder sampling: this model's emotion vectors and the α of each sample.
     let vectors = match &sp.steering {
         Some(s) => {
@@ -252,7 +261,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         finish(k, &model.valid(), &state.rows, &flywheel, &mut best, &mut events)?;
     }
 
-    let settings = g.update_settings(tokenizer.pad_id);
+    let (settings, schedule) = (config.update_settings(tokenizer.pad_id), g.schedule());
     let last = options.stop_after.map_or(g.max_steps as u64, |s| s.min(g.max_steps as u64));
     let bar = if options.verbose { indicatif::ProgressBar::new(g.max_steps as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
@@ -262,8 +271,8 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         if pool.0 != k {
             pool = (k, flywheel.synthetic_items(k, corpus.dataset.labels(), SYNTHETIC_IDS + (u64::from(k) << 24)));
         }
-        if k > 1 && sp.sft_steps > 0 && step + 1 == iteration_steps(g.max_steps, sp.iterations, k).0 {
-            // The kept rationales of iteration k−1, trained on before iteration k's first step.
+        if k > 1 && sp.sft_epochs > 0.0 && step + 1 == iteration_steps(g.max_steps, sp.iterations, k).0 {
+            // The recognition rows iteration k−1 kept, trained on before iteration k's first step.
             let kept = flywheel.recognition_examples(k - 1, corpus.dataset.labels(), &config.prompt.reply_prefix, SYNTHETIC_IDS + (u64::from(k) << 24) + (1 << 23));
             let examples: Vec<Example> = {
                 let m = model.valid();
@@ -271,7 +280,9 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
                 let prompt_ids = |item: &RecognitionItem| tokenizer.encode(&render(&tokenizer, &roles.recognition_prompt(&policy, item)));
                 kept.iter().map(|(item, completion)| (prompt_ids(item), completion_ids(completion, &tokenizer))).collect()
             };
-            let settings = crate::config::WarmStartSection { steps: sp.sft_steps, learning_rate: sp.sft_learning_rate, ..Default::default() };
+            let steps = (sp.sft_epochs * examples.len() as f64 / sp.sft_batch_size as f64).ceil() as usize;
+            let settings = crate::config::WarmStartSection { steps, batch_size: sp.sft_batch_size, learning_rate: sp.sft_learning_rate, ..Default::default() };
+            write_replay(&run_dir.join(format!("iter-{k}/replay.jsonl")), &kept, steps * sp.sft_batch_size)?;
             let (m, losses) = warm_start(model, &mut g.adamw.build(), &examples, &tokenizer, &settings)?;
             model = m;
             writeln!(events, "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:?}", losses.len(), examples.len(), k - 1, losses.first().zip(losses.last()))?;
@@ -307,9 +318,8 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         let score_s = t2.elapsed().as_secs_f64();
         drop(policy);
         drop(rollout_model);
-        let lr = learning_rate(step as usize, g.max_steps, g.warmup_steps, g.learning_rate, g.min_lr_ratio);
         let t3 = Instant::now();
-        let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, lr);
+        let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, &schedule, step as usize * g.num_iterations.max(1));
         model = m;
         let stats = match stats {
             Ok(s) => s,
@@ -338,7 +348,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             ("completions/mean_length".into(), mean_std(&lengths).0),
             ("completions/clipped_ratio".into(), clipped),
             ("grad_norm".into(), stats.grad_norm),
-            ("learning_rate".into(), lr),
+            ("learning_rate".into(), stats.learning_rate),
             ("timing/generate".into(), generate_s),
             ("timing/respond".into(), respond_s),
             ("timing/score".into(), score_s),
@@ -347,6 +357,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             ("selfplay/iteration".into(), f64::from(k)),
             ("selfplay/synthetic_prompts".into(), items.recognition.iter().filter(|i| i.synthetic).count() as f64),
         ]);
+        values.extend(stats.importance_weight.map(|w| ("steering/is_weight/mean".to_string(), w)));
         values.extend(role_metrics(&recognition, &expression));
         values.extend(count_metrics(&counts));
         let row = Row { step: step + 1, values };
@@ -523,15 +534,31 @@ fn summarise(k: u32, rows: &[Row], flywheel: &Flywheel, steps: (u64, u64), dev: 
 /// Ids of warm-start rationale items (apart from every rollout item's).
 const RATIONALE_IDS: usize = 1 << 42;
 
-/// The warm start's rationales as JSON lines: source, gold, rationale, re-prediction, kept.
+/// The warm start's rationales as JSON lines: source, gold, rationale, re-prediction, verdict.
 fn write_rationales(path: &Path, written: &[Rationale]) -> Result<()> {
-    let mut text = String::new();
-    for r in written {
-        let line = serde_json::json!({
+    let lines = written.iter().map(|r| {
+        serde_json::json!({
             "source": r.item.source, "gold": r.item.gold.name(), "rationale": r.text,
-            "repredicted": r.repredicted.map(|e| e.name()), "kept": r.kept(),
-        });
-        text.push_str(&format!("{line}\n"));
+            "repredicted": r.repredicted.map(|e| e.name()), "verdict": r.verdict(), "kept": r.kept(),
+        })
+    });
+    write_json_lines(path, lines)
+}
+
+/// The SFT examples an iteration replays from the previous one's kept rows, in training order
+/// (`seen` examples: the rows cycled), as JSON lines: source, label, completion.
+fn write_replay(path: &Path, kept: &[(RecognitionItem, String)], seen: usize) -> Result<()> {
+    let lines = (0..seen.min(kept.len() * seen)).map(|i| {
+        let (item, completion) = &kept[i % kept.len()];
+        serde_json::json!({ "source": item.source, "label": item.gold.name(), "completion": completion })
+    });
+    write_json_lines(path, lines)
+}
+
+fn write_json_lines(path: &Path, lines: impl Iterator<Item = serde_json::Value>) -> Result<()> {
+    let text: String = lines.map(|l| format!("{l}\n")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
     selfemo_datasets::atomic::write_atomically(path, |f| f.write_all(text.as_bytes())).with_context(|| format!("writing {}", path.display()))
 }

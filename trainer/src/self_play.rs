@@ -61,6 +61,7 @@ pub fn to_groups(recognition: &[RecognitionGroup], expression: &[ExpressionGroup
             .map(|(c, reward, consistency)| Sample {
                 completion: c.tokens.clone(),
                 old_logprobs: c.logprobs.clone(),
+                behaviour_logprobs: c.behaviour_logprobs.clone(),
                 entropies: c.entropies.clone(),
                 truncated: c.truncated,
                 reward,
@@ -76,8 +77,9 @@ pub fn to_groups(recognition: &[RecognitionGroup], expression: &[ExpressionGroup
 }
 
 /// Per-role means: `rewards/<component>/mean` over recogniser samples (format, recognition,
-/// consistency), `rewards/expression/mean` and `rewards/responder_format/mean` over responder
-/// samples, and `reward/recogniser`, `reward/responder`.
+/// consistency, explanation), `rewards/expression/mean` and `rewards/responder_format/mean`
+/// over responder samples, `responder/names_emotion` (the share of responder turns that name a
+/// label or a synonym), and `reward/recogniser`, `reward/responder`.
 pub fn role_metrics(recognition: &[RecognitionGroup], expression: &[ExpressionGroup]) -> BTreeMap<String, f64> {
     let mut sums: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for s in recognition.iter().flat_map(|g| &g.samples) {
@@ -89,6 +91,7 @@ pub fn role_metrics(recognition: &[RecognitionGroup], expression: &[ExpressionGr
     for s in expression.iter().flat_map(|g| &g.samples) {
         sums.entry("rewards/expression/mean".into()).or_default().push(s.reward.expression.unwrap_or(0.0));
         sums.entry("rewards/responder_format/mean".into()).or_default().push(s.reward.format);
+        sums.entry("responder/names_emotion".into()).or_default().push(if s.mention.is_some() { 1.0 } else { 0.0 });
         sums.entry("reward/responder".into()).or_default().push(s.reward.total);
     }
     sums.into_iter().map(|(k, v)| (k, mean_std(&v).0)).collect()
@@ -101,6 +104,7 @@ pub fn count_metrics(c: &FilterCounts) -> BTreeMap<String, f64> {
         ("recognition_below_tau", c.recognition_below_tau),
         ("synthetic_seen", c.synthetic_seen),
         ("synthetic_below_tau", c.synthetic_below_tau),
+        ("synthetic_names_label", c.synthetic_names_label),
         ("duplicates", c.duplicates),
         ("over_cap", c.over_cap),
         ("kept_recognition", c.kept_recognition),
@@ -144,6 +148,7 @@ pub fn counts_from_metrics<'a>(rows: impl Iterator<Item = &'a BTreeMap<String, f
             recognition_below_tau: get("recognition_below_tau"),
             synthetic_seen: get("synthetic_seen"),
             synthetic_below_tau: get("synthetic_below_tau"),
+            synthetic_names_label: get("synthetic_names_label"),
             duplicates: get("duplicates"),
             over_cap: get("over_cap"),
             kept_recognition: get("kept_recognition"),
@@ -159,8 +164,11 @@ mod tests {
 
     #[test]
     fn counts_survive_the_metrics_round_trip() {
-        let c = FilterCounts { recognition_seen: 16, recognition_below_tau: 9, synthetic_seen: 8, synthetic_below_tau: 5, duplicates: 3, over_cap: 1, kept_recognition: 4, kept_synthetic: 2 };
+        let c = FilterCounts { recognition_seen: 16, recognition_below_tau: 9, synthetic_seen: 8, synthetic_below_tau: 5, synthetic_names_label: 1, duplicates: 3, over_cap: 1, kept_recognition: 4, kept_synthetic: 2 };
         let row = count_metrics(&c);
-        assert_eq!(counts_from_metrics([&row, &row].into_iter()), FilterCounts { recognition_seen: 32, recognition_below_tau: 18, synthetic_seen: 16, synthetic_below_tau: 10, duplicates: 6, over_cap: 2, kept_recognition: 8, kept_synthetic: 4 });
+        assert_eq!(
+            counts_from_metrics([&row, &row].into_iter()),
+            FilterCounts { recognition_seen: 32, recognition_below_tau: 18, synthetic_seen: 16, synthetic_below_tau: 10, synthetic_names_label: 2, duplicates: 6, over_cap: 2, kept_recognition: 8, kept_synthetic: 4 }
+        );
     }
 }

@@ -74,12 +74,14 @@ fn bench_model_reports_every_measurement_against_the_same_run_peak_and_bandwidth
     let expected = ["prefill b1 x 40", "decode b1", "decode b8", "head b8, few-rows kernel", "head b8, gemm", "fwd+bwd b1 x 6 (2 scored)"];
     assert_eq!(what, expected);
     for r in rows {
-        let (gflops, share) = (r["gflops"].as_f64().unwrap(), r["fraction_of_peak"].as_f64().unwrap());
-        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0 && gflops > 0.0, "{r}");
-        assert!((share - gflops / peak).abs() < 1e-9, "the share is of this run's peak: {r}");
+        let share = r["fraction_of_peak"].as_f64().unwrap();
+        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(share > 0.0 && share < 1.2, "no phase runs far above the matmul peak of the same run: {r}");
         let decoding = r["what"].as_str().unwrap().starts_with("decode");
         assert_eq!(r["weights_gb_per_s"].as_f64().is_some_and(|g| g > 0.0), decoding, "{r}");
     }
+    let rate = |what: &str| rows.iter().find(|r| r["what"] == what).unwrap()["tokens_per_s"].as_f64().unwrap();
+    assert!(rate("decode b8") > rate("decode b1"), "a batch of 8 decodes more tokens per second than one row");
 }
 
 #[test]
@@ -152,5 +154,54 @@ fn eval_reports_both_modes_and_charts_unparseable_answers() {
         let classes = meld["per_class"].as_array().unwrap().len() as u32;
         let columns = classes + u32::from(mode == "generate");
         assert_eq!(width, 120 + 80 * columns, "one column per class, plus an invalid column when answers were unparseable");
+    }
+}
+
+#[test]
+fn score_mode_eval_with_prompt_from_scores_the_runs_own_prompts() {
+    use burn::tensor::Device;
+    use selfemo_datasets::{Dataset, Split};
+    use selfemo_model::{LoadOptions, LoadedModel, ModelSource};
+    use selfemo_trainer::config::RunConfig;
+    let Some(gguf) = selfemo_model::fetch::default_model_for_tests() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run.toml");
+    // A template unlike the score-mode default, a reply prefix that opens the thought (score
+    // mode answers after the re-recogniser's prefix then), and a 2-turn window.
+    let toml = r#"
+name = "x"
+[data]
+context_window = 2
+max_prompt_tokens = 200
+[prompt]
+system = "Label the feeling. Labels: {labels}."
+user = "Talk:\n{context}\n\nHow does {speaker} feel saying \"{target}\"?"
+reply_prefix = "<think>"
+"#;
+    std::fs::write(&run, toml)
+    .unwrap();
+    let out = dir.path().join("eval.json");
+    let args = ["eval", "--mode", "score", "--prompt-from", run.to_str().unwrap(), "--dataset", "meld", "--split", "dev", "--limit", "3", "--batch", "2"];
+    let (_, report) = selfemo_report(&args, &out);
+    assert_eq!(report["meld"]["targets"], 3);
+    let rows = selfemo_trainer::predictions::read(&dir.path().join("eval-meld.predictions.parquet")).unwrap();
+    assert_eq!(rows.len(), 3);
+
+    // The same scores from the library, on exactly the run's prompts.
+    let config = RunConfig::load(&run).unwrap();
+    let m = LoadedModel::load(&ModelSource::Gguf(gguf), LoadOptions::default(), &Device::flex()).unwrap();
+    let corpus = selfemo_datasets::load(Dataset::Meld, None).unwrap();
+    let targets: Vec<_> = corpus.targets(Split::Dev).into_iter().take(3).collect();
+    let template = config.score_template();
+    assert_eq!(template.reply_prefix, config.selfplay.rerecognition_prefix);
+    let prompts = selfemo_trainer::recognition::prompts(&corpus, &targets, &template, 2, 200, &m.tokenizer);
+    let text = m.tokenizer.decode(&prompts[2].ids, false);
+    assert!(text.contains("Label the feeling.") && text.contains("How does") && text.ends_with(&template.reply_prefix), "{text}");
+    let expected = selfemo_trainer::recognition::label_scores(&m.model, &m.tokenizer, &prompts, Dataset::Meld.labels(), 8, &mut |_| ());
+    for (row, want) in rows.iter().zip(&expected) {
+        let got = row.label_logprobs.as_ref().unwrap();
+        let gap = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(gap < 1e-4, "scored with the run's prompts: {got:?} vs {want:?}");
+        assert_eq!(row.get("prediction"), Dataset::Meld.labels().argmax(want).map(|e| e.name()));
     }
 }

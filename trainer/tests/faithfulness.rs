@@ -3,8 +3,8 @@
 use selfemo_datasets::{Corpus, Dataset, Dialogue, Split, Target, Utterance};
 use selfemo_rewards::RewardConfig;
 use selfemo_selfplay::fake::ScriptedPolicy;
-use selfemo_selfplay::{FilledPrompt, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles};
-use selfemo_trainer::faithfulness::{JudgePrompt, probe, report};
+use selfemo_selfplay::{FilledPrompt, JudgePrompt, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles};
+use selfemo_trainer::faithfulness::{probe, report};
 
 #[test]
 fn epc_and_eea_count_what_the_judge_reads_in_each_rationale() {
@@ -35,9 +35,9 @@ fn epc_and_eea_count_what_the_judge_reads_in_each_rationale() {
             if label == heard { 0.0 } else { -2.0 }
         },
     };
-    let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
-    let roles = Roles { recogniser: &rec, responder: &resp, rerecognition_prefix: "<answer>", labels: meld, rewards: &rewards, max_prompt_tokens: 10_000 };
-    let answers = probe(&policy, &roles, &items, &JudgePrompt::default());
+    let (rec, resp, rewards, judge) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default(), JudgePrompt::default());
+    let roles = Roles { recogniser: &rec, responder: &resp, rerecognition_prefix: "<answer>", judge: &judge, labels: meld, rewards: &rewards, max_prompt_tokens: 10_000 };
+    let answers = probe(&policy, &roles, &items);
     assert_eq!(answers[0].rationale, "She smiles.");
     assert_eq!(answers[3].judged, None, "no contract, no rationale to judge");
     let r = report(&answers);

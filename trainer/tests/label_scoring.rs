@@ -84,7 +84,6 @@ fn the_hallucination_probe_answers_both_questions_of_every_target() {
     assert_eq!((answers.len(), seen), (6, 6), "every EmoryNLP label has a confusable partner");
     let r = report(&answers);
     assert_eq!(r.pairs, 6);
-    assert!((r.yes_bias + 0.5 - (answers.iter().map(|a| a.gold as usize + a.confusable as usize).sum::<usize>() as f64 / 12.0)).abs() < 1e-12);
     // the same questions asked one dialogue at a time give the same answers
     let one_by_one: Vec<_> = targets.chunk_by(|a, b| a.dialogue == b.dialogue).flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, 4, 256, 1, &mut |_| ())).collect();
     assert_eq!(one_by_one, answers);

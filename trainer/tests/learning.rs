@@ -7,7 +7,7 @@ use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig};
 use selfemo_rewards::ScaleRewards;
 use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
-use selfemo_trainer::optim::AdamWSettings;
+use selfemo_trainer::optim::{AdamWSettings, LrSchedule};
 
 const LABELS: [u32; 4] = [4, 5, 6, 7];
 
@@ -42,6 +42,7 @@ fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_i
         max_grad_norm: 1.0,
         num_iterations,
         gradient_accumulation_steps: 1,
+        importance_cap: 1.0,
         degenerate_groups: DegenerateGroups::Keep,
         pad: 0,
     }
@@ -65,7 +66,7 @@ fn tiny_policy_learns_to_answer_the_named_label() {
     for step in 0..120 {
         let mut groups = rollout(&model.valid(), &prompts(step), 8, &sampling, 7, step as u64, &[], 0);
         score(&mut groups);
-        let (m, stats) = update(model, Some(&reference), &mut optim, &groups, &settings, 3e-3);
+        let (m, stats) = update(model, Some(&reference), &mut optim, &groups, &settings, &LrSchedule::constant(3e-3), 0);
         model = m;
         let stats = stats.expect("finite step");
         assert!(stats.loss.is_finite() && stats.grad_norm.is_finite());
@@ -95,13 +96,13 @@ fn non_finite_steps_are_refused_and_leave_the_model_unchanged() {
     groups[0].samples[0].old_logprobs[0] = f64::NEG_INFINITY; // ratio = inf
     let before = model.model.layers[1].mlp.up_proj.weight.val().into_data();
     let mut optim = AdamWSettings::default().build();
-    let (model, result) = update(model, None, &mut optim, &groups, &settings, 1e-2);
+    let (model, result) = update(model, None, &mut optim, &groups, &settings, &LrSchedule::constant(1e-2), 0);
     let err = result.unwrap_err();
     assert!(err.to_string().contains("non-finite loss"), "{err}");
     assert_eq!(model.model.layers[1].mlp.up_proj.weight.val().into_data(), before, "the step was not applied");
 
     groups[0].samples[1].reward = f64::NAN;
-    let (_, result) = update(model, None, &mut optim, &groups, &settings, 1e-2);
+    let (_, result) = update(model, None, &mut optim, &groups, &settings, &LrSchedule::constant(1e-2), 0);
     assert!(result.unwrap_err().to_string().contains("reward"));
 }
 
@@ -117,7 +118,7 @@ fn gradient_accumulation_takes_the_same_step() {
     }
     let step = |parts: usize| {
         let settings = UpdateSettings { gradient_accumulation_steps: parts, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1) };
-        let (m, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, 1e-2);
+        let (m, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, &LrSchedule::constant(1e-2), 0);
         let w = m.model.layers[0].self_attn.q_proj.weight.val().into_data().try_to_vec::<f32>().unwrap();
         (w, stats.unwrap())
     };
@@ -182,7 +183,7 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
     for step in 0..5 {
         let mut groups = rollout(&model.valid(), &prompts(step), 8, &sampling, 7, step as u64, &[], 0);
         score(&mut groups);
-        let (m, stats) = update(model, None, &mut optim, &groups, &settings, 1e-2);
+        let (m, stats) = update(model, None, &mut optim, &groups, &settings, &LrSchedule::constant(1e-2), 0);
         model = m;
         stats.unwrap();
     }
@@ -225,7 +226,7 @@ fn dropped_degenerate_groups_leave_the_loss_as_if_absent() {
     let base = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Dapo, 3, 1);
     let run = |groups: &[Group], policy: DegenerateGroups| {
         let settings = UpdateSettings { degenerate_groups: policy, ..base.clone() };
-        let (_, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), groups, &settings, 1e-2);
+        let (_, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), groups, &settings, &LrSchedule::constant(1e-2), 0);
         stats.unwrap()
     };
     let (dropped, absent, kept) = (run(&groups, DegenerateGroups::Drop), run(&informative, DegenerateGroups::Keep), run(&groups, DegenerateGroups::Keep));
@@ -237,23 +238,76 @@ fn dropped_degenerate_groups_leave_the_loss_as_if_absent() {
 
 #[test]
 fn group_consistency_breaks_ties_in_degenerate_groups() {
+    // The state the pipeline reaches with rewards.weights.consistency = 0 (the only setting in
+    // which a tie-break can act: with w_g > 0 unequal C_i make unequal totals). Gold sadness,
+    // every answer wrong: equal totals, but two samples agree with the group's majority (joy).
+    use selfemo_rewards::{RewardConfig, RewardWeights, score_recognition_group};
+    let meld = selfemo_datasets::Dataset::Meld.labels();
+    let rewards = RewardConfig { weights: RewardWeights { consistency: 0.0, ..Default::default() }, ..Default::default() };
+    let answers = ["joy", "joy", "anger", "fear"].map(|a| format!("<think>x</think><answer>{a}</answer>"));
+    let scored = score_recognition_group(&answers.each_ref().map(String::as_str), &[meld.parse("sadness").unwrap()], meld, &rewards, None);
+    assert!(scored.iter().all(|(_, b)| b.total == scored[0].1.total), "a degenerate group");
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
     let device = Device::flex().autodiff();
     let model = CausalLm::random(&config, 6, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 8, 0, &[], 0);
     for g in &mut groups {
-        for (j, s) in g.samples.iter_mut().enumerate() {
-            (s.reward, s.consistency) = (0.5, if j < 2 { 1.0 } else { 0.0 });
+        for (s, (_, b)) in g.samples.iter_mut().zip(&scored) {
+            (s.reward, s.consistency) = (b.total, b.consistency.unwrap());
         }
     }
     let base = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Dapo, 2, 1);
     let run = |policy: DegenerateGroups| {
         let settings = UpdateSettings { degenerate_groups: policy, ..base.clone() };
-        update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, 1e-2).1.unwrap()
+        update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, &LrSchedule::constant(1e-2), 0).1.unwrap()
     };
     let (kept, tie) = (run(DegenerateGroups::Keep), run(DegenerateGroups::Consistency));
     assert_eq!(kept.grad_norm, 0.0, "equal rewards carry no signal");
     assert!(tie.grad_norm > 0.0, "the consistency values do");
     assert_eq!(tie.frac_reward_zero_std, 1.0, "the reward groups are still reported as degenerate");
+}
+
+#[test]
+fn clip_statistics_cover_every_one_of_the_mu_steps() {
+    // At the first of μ steps π_θ = π_old, so nothing is clipped; a large step moves the ratio
+    // past 1 ± ε for the second. The logged clip ratios are the mean over all μ steps, as TRL's.
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
+    let device = Device::flex().autodiff();
+    let model = CausalLm::random(&config, 12, &device);
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
+    let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 5, 0, &[], 0);
+    score(&mut groups);
+    for (i, s) in groups.iter_mut().flat_map(|g| g.samples.iter_mut()).enumerate() {
+        s.reward = (i % 3) as f64;
+    }
+    let clip = Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 };
+    let run = |mu: usize| {
+        let settings = UpdateSettings { max_grad_norm: 0.0, ..settings(clip, LossType::Dapo, 3, mu) };
+        update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, &LrSchedule::constant(5e-2), 0).1.unwrap()
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!((one.loss_stats.clip_low, one.loss_stats.clip_high), (0.0, 0.0), "a single step is on-policy");
+    let clipped = two.loss_stats.clip_low + two.loss_stats.clip_high;
+    assert!(clipped > 0.0, "the second of two steps clips some tokens: {:?}", two.loss_stats);
+}
+
+#[test]
+fn each_of_the_mu_steps_takes_its_own_scheduled_rate() {
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
+    let model = CausalLm::random(&config, 2, &Device::flex().autodiff());
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
+    let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 3, 0, &[], 0);
+    score(&mut groups);
+    for (i, s) in groups.iter_mut().flat_map(|g| g.samples.iter_mut()).enumerate() {
+        s.reward = (i % 2) as f64;
+    }
+    // 3 rollout steps of μ = 2: optimiser steps 0..6, cosine from 1e-2 to 1e-3; rollout step 1
+    // runs optimiser steps 2 and 3 and reports the rate of step 2.
+    let schedule = LrSchedule { base: 1e-2, warmup: 0, total: 6, min_ratio: 0.1 };
+    let settings = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Dapo, 2, 2);
+    let (_, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, &schedule, 2);
+    // 0.1 + 0.9 · (1 + cos(2π/5)) / 2 = 0.6890576474687264 of the peak
+    assert!((stats.unwrap().learning_rate - 6.890_576_474_687_264e-3).abs() < 1e-15);
+    assert!((schedule.at(5) - 1e-3).abs() < 1e-15, "the last optimiser step runs at the floor");
 }

@@ -1,7 +1,8 @@
-//! Exact resume on the real default model (2 layers, tiny budgets): 4 steps straight equal
-//! 2 steps, a stop at the end of self-play iteration 1, and 2 resumed steps (same samples,
-//! rewards and flywheel rows; float statistics and weights to flex's summation-order noise);
-//! also across an epoch boundary and after a checkpoint write that died half way.
+//! Exact resume on the real default model (2 layers, tiny budgets, a warm start, β > 0): 4 steps
+//! straight equal 2 steps, a stop at the end of self-play iteration 1, and 2 resumed steps (same
+//! samples, rewards and flywheel rows; float statistics and weights to flex's summation-order
+//! noise; the same KL reference, the warm-started policy); also across an epoch boundary and
+//! after a checkpoint write that died half way.
 
 use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::run::{TrainOptions, train};
@@ -18,7 +19,8 @@ fn config_with(dir: &Path, name: &str, data: &str) -> Option<RunConfig> {
         "name = \"{name}\"\noutput_dir = \"{}\"\nseed = 3\n[model]\nmax_layers = 2\ntrainable = {{ kind = \"top_layers\", layers = 1 }}\n\
          [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n{data}\n\
          [grpo]\nnum_generations = 2\nprompts_per_step = 2\nmax_steps = 4\nmax_completion_length = 6\nlearning_rate = 1e-3\nsave_steps = 2\ntemperature = 1.5\n\
-         [eval]\ndev_limit = 2\nmax_new_tokens = 4\ntest_limit = 2\n",
+         [eval]\ndev_limit = 2\nmax_new_tokens = 4\ntest_limit = 2\n\
+         [prompt]\nreply_prefix = \"<think>x</think><answer>\"\n[warm_start]\nsteps = 2\nbatch_size = 2\nlearning_rate = 3e-3\n",
         dir.display()
     );
     let c: RunConfig = toml::from_str(&text).unwrap();
@@ -72,6 +74,12 @@ fn resumed_run_equals_uninterrupted_run() {
 
     let b = train(&split, TrainOptions { resume: true, ..Default::default() }).unwrap();
     assert_eq!(a.rows.len(), 4);
+    // The KL reference is the policy as the warm start left it: KL 0 at the first GRPO step, and
+    // the resumed run read the same one back from reference.bpk (its KL equals the straight run's).
+    assert!(straight.grpo.beta > 0.0 && straight.warm_start.steps > 0);
+    assert!(a.rows[0].values["kl"].abs() < 1e-9, "KL at the first step: {}", a.rows[0].values["kl"]);
+    assert!(a.rows[3].values["kl"] > 0.0, "the policy moved away from its reference");
+    assert!(b.run_dir.join("reference.bpk").is_file());
     assert_same_rows(&a.rows, &b.rows);
     assert!(weight_gap(&a.run_dir, &b.run_dir) < 1e-6, "final weights equal");
     // The stop fell on the end of iteration 1: the resumed run read its flywheel and went on.

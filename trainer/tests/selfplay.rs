@@ -1,11 +1,13 @@
 //! The SELF-EMO pipeline end to end on the real default model (2 layers, tiny budget): both
 //! roles roll out, the flywheel file of each iteration holds rows that satisfy the keep-rules,
-//! iteration 2 trains on iteration 1's synthetic turns, and the same seed gives the same files
-//! (with the responder's samples steered at alternating α and the rationale warm start on).
+//! iteration 2 trains on everything iteration 1 kept (recognition rows by SFT, synthetic turns
+//! as prompts), the KL reference is the warm-started policy, steered samples are importance
+//! weighted, and the same seed gives the same files; and the rationale warm start reports why
+//! it rejected each rationale.
 
-use selfemo_datasets::{Split, Target};
+use selfemo_datasets::Target;
 use selfemo_selfplay::{ExpressionItem, Kind, store};
-use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::config::{RunConfig, WarmStartKind};
 use selfemo_trainer::run::{TrainOptions, train};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -21,15 +23,19 @@ fn config(dir: &Path, name: &str) -> Option<RunConfig> {
         let emotions = ["joy", "anger", "sadness", "surprise", "fear", "disgust"];
         selfemo_model::EmotionVectors::extract(&m.model, &m.tokenizer, "2 layers", &emotions, queries).save(&vectors).unwrap();
     }
+    // A label warm start teaches the 2-layer policy to close the contract with a label, so
+    // iteration 1 keeps recognition rows (the prior's label is often right on MELD) and the
+    // re-recogniser agrees with some e*; the defaults then replay them in iteration 2.
     let text = format!(
         "name = \"{name}\"\noutput_dir = \"{}\"\nseed = 5\n[model]\nmax_layers = 2\ntrainable = {{ kind = \"top_layers\", layers = 1 }}\n\
          [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n\
-         [grpo]\nnum_generations = 3\nprompts_per_step = 2\nmax_steps = 4\nmax_completion_length = 8\nlearning_rate = 1e-3\nsave_steps = 4\ntemperature = 1.5\n\
+         [grpo]\nnum_generations = 3\nprompts_per_step = 3\nmax_steps = 4\nmax_completion_length = 4\nlearning_rate = 1e-3\nsave_steps = 4\nbeta = 0.04\n\
+         [prompt]\nreply_prefix = \"<think>x</think><answer>\"\n\
+         [rewards.weights]\nexplanation = 0.5\n\
          [eval]\ndev_limit = 2\nmax_new_tokens = 4\ntest_limit = 2\n\
-         [selfplay]\niterations = 2\nresponder_prompts_per_step = 2\nsynthetic_share = 0.5\nsft_steps = 1\n\
-         [selfplay.flywheel]\ntau_u = 1.0\ntau_e = 0.0\nmax_per_source = 2\n\
+         [selfplay]\niterations = 2\nresponder_prompts_per_step = 2\nsynthetic_share = 0.5\n\
          [selfplay.steering]\nvectors = \"{}\"\nalphas = [0.0, 4.0]\n\
-         [warm_start]\nsteps = 1\nbatch_size = 3\nkind = \"rationale\"\n",
+         [warm_start]\nsteps = 6\nbatch_size = 4\nlearning_rate = 3e-3\n",
         dir.display(),
         vectors.display()
     );
@@ -39,17 +45,15 @@ fn config(dir: &Path, name: &str) -> Option<RunConfig> {
 }
 
 #[test]
-fn pipeline_writes_flywheel_rows_that_satisfy_the_keep_rules() {
+fn pipeline_trains_on_what_the_flywheel_kept() {
     let dir = tempfile::tempdir().unwrap();
     let Some(c) = config(dir.path(), "sp") else { return };
     let out = train(&c, TrainOptions::default()).unwrap();
     let corpus = selfemo_datasets::load(c.data.dataset, None).unwrap();
     let labels = corpus.dataset.labels();
     // e* of each source utterance, rebuilt from the corpus
-    let e_star: BTreeMap<String, String> = corpus
-        .targets(Split::Train)
-        .into_iter()
-        .chain((0..corpus.dialogues.len()).flat_map(|d| (0..corpus.dialogues[d].utterances.len()).map(move |t| Target { dialogue: d, turn: t })))
+    let e_star: BTreeMap<String, String> = (0..corpus.dialogues.len())
+        .flat_map(|d| (0..corpus.dialogues[d].utterances.len()).map(move |t| Target { dialogue: d, turn: t }))
         .filter_map(|t| ExpressionItem::from_target(&corpus, t, 1, 0, c.seed))
         .map(|i| (i.source, i.emotion.name().to_string()))
         .collect();
@@ -62,19 +66,22 @@ fn pipeline_writes_flywheel_rows_that_satisfy_the_keep_rules() {
         assert!(rows.iter().all(|r| (steps.0..=steps.1).contains(&r.step)), "rows come from the iteration's own steps");
         all.extend(rows);
     }
-    let synthetic: Vec<_> = all.iter().filter(|r| r.kind == Kind::Synthetic).collect();
-    assert!(!synthetic.is_empty(), "tau_e = 0 keeps every non-empty responder turn once");
-    for r in &synthetic {
+    let kept = |kind: Kind, k: u32| all.iter().filter(|r| r.kind == kind && r.iteration == k).collect::<Vec<_>>();
+    let (recognition_1, synthetic_1) = (kept(Kind::Recognition, 1), kept(Kind::Synthetic, 1));
+    assert!(!recognition_1.is_empty() && !synthetic_1.is_empty(), "iteration 1 keeps rows of both kinds: {} + {}", recognition_1.len(), synthetic_1.len());
+    let tau_e = c.selfplay.flywheel.tau_e;
+    for r in all.iter().filter(|r| r.kind == Kind::Synthetic) {
         assert!(!r.turn.is_empty());
         assert_eq!(r.label, e_star[&r.source], "a synthetic turn is labelled with its e*");
-        let q = labels.parse(&r.prediction).expect("the re-recognition is a label");
-        let r_e = r.reward_expression.unwrap();
-        assert_eq!(r_e, if q.name() == r.label { 1.0 } else { 1.0 / 3.0 }, "R_E = IoU_s(Q, {{e*}}) with lambda = 1");
+        assert_eq!(r.prediction, r.label, "kept at tau_e = {tau_e}: the re-recogniser heard e*");
+        assert_eq!(r.reward_expression, Some(1.0));
+        assert!(labels.mention_in(&r.turn).is_none_or(|m| matches!(m, selfemo_datasets::Mention::Synonym(_))), "a turn naming a label is never kept: {:?}", r.turn);
         assert!(r.reward_recognition.is_none() && r.context.len() <= 2);
     }
     for r in all.iter().filter(|r| r.kind == Kind::Recognition) {
         assert_eq!(r.reward_format, 1.0);
         assert!(r.reward_recognition.unwrap() >= 1.0);
+        assert_eq!(labels.parse(&r.prediction).map(|e| e.name().to_string()), Some(r.label.clone()));
     }
     // dedup and cap
     let keys: BTreeSet<_> = all.iter().map(|r| (r.kind, r.source.clone(), r.turn.to_lowercase(), r.completion.to_lowercase())).collect();
@@ -83,33 +90,39 @@ fn pipeline_writes_flywheel_rows_that_satisfy_the_keep_rules() {
     all.iter().for_each(|r| *per_source.entry((r.kind, &r.source)).or_default() += 1);
     assert!(per_source.values().all(|n| *n <= 2), "cap of 2 per source: {per_source:?}");
 
-    // Iteration 2 trained on iteration 1's synthetic turns; every step logged its role metrics.
-    let iteration_1_synthetic = synthetic.iter().filter(|r| r.iteration == 1).count();
+    // Iteration 2 trains on what iteration 1 kept: its recognition rows by SFT (every one of
+    // them in iteration 2's replayed batches), its synthetic turns as GRPO prompts.
+    let replayed: Vec<serde_json::Value> =
+        std::fs::read_to_string(out.run_dir.join("iter-2/replay.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for row in &recognition_1 {
+        let completion = row.completion.strip_prefix(&c.prompt.reply_prefix).unwrap();
+        let trained = replayed.iter().any(|r| r["source"] == row.source.as_str() && r["label"] == row.label.as_str() && r["completion"] == completion);
+        assert!(trained, "kept in iteration 1, not replayed in iteration 2: {} {completion:?}", row.source);
+    }
+    assert_eq!(replayed.len(), recognition_1.len().div_ceil(8) * 8, "one pass, batches of 8, the last one filled by cycling");
+    assert!(!out.run_dir.join("iter-1/replay.jsonl").exists(), "iteration 1 has nothing to replay");
     let used: f64 = out.rows.iter().filter(|r| r.values["selfplay/iteration"] == 2.0).map(|r| r.values["selfplay/synthetic_prompts"]).sum();
-    assert_eq!(used > 0.0, iteration_1_synthetic > 0);
+    assert!(used > 0.0, "iteration 2 trained on iteration 1's synthetic turns");
     assert!(out.rows.iter().filter(|r| r.values["selfplay/iteration"] == 1.0).all(|r| r.values["selfplay/synthetic_prompts"] == 0.0));
-    for key in ["rewards/expression/mean", "rewards/recognition/mean", "reward/recogniser", "reward/responder", "flywheel/kept_synthetic", "timing/respond"] {
+    for key in ["rewards/expression/mean", "rewards/recognition/mean", "rewards/explanation/mean", "responder/names_emotion", "reward/recogniser", "reward/responder", "flywheel/kept_synthetic", "timing/respond"] {
         assert!(out.rows.iter().all(|r| r.values.contains_key(key)), "{key}");
     }
+    // Steered samples (alpha 4 on every other responder sample) are weighed by min(π_old/π_steer, 1).
+    // (A step whose responder targets are all neutral, which has no vector, samples unsteered.)
+    let weights: Vec<f64> = out.rows.iter().filter_map(|r| r.values.get("steering/is_weight/mean").copied()).collect();
+    assert!(!weights.is_empty() && weights.iter().all(|w| *w > 0.0 && *w < 1.0), "the steered policy drew these tokens, so some weights are below 1: {weights:?}");
+    // The first GRPO step's policy is the KL reference: KL 0; the warm start moved it away from the loaded model.
+    assert!(out.rows[0].values["kl"].abs() < 1e-9, "KL at the first step: {}", out.rows[0].values["kl"]);
+    assert!(out.rows[1].values["kl"] > 0.0);
     // Per-iteration summaries, plots, the best-dev test evaluation and the export.
     assert_eq!(out.iterations.len(), 2);
-    assert_eq!(out.iterations.iter().map(|s| s.kept.kept_synthetic).sum::<usize>(), synthetic.len());
+    assert_eq!(out.iterations.iter().map(|s| s.kept.kept_synthetic).sum::<usize>(), all.iter().filter(|r| r.kind == Kind::Synthetic).count());
     assert_eq!(out.iterations[0].flywheel_rows + out.iterations[1].flywheel_rows, all.len());
     for f in ["plots/iterations.png", "plots/flywheel.png", "test.json", "best/model.safetensors", "final/model.safetensors"] {
         assert!(out.run_dir.join(f).is_file(), "{f}");
     }
     let test = out.test.expect("a test evaluation");
     assert_eq!(test.report.per_class.iter().map(|c| c.support).sum::<usize>(), 2, "test_limit targets");
-
-    // The rationale warm start: every self-written rationale listed, kept exactly when its
-    // label-free re-prediction is the gold label.
-    let listed = std::fs::read_to_string(out.run_dir.join("warm_start_rationales.jsonl")).unwrap();
-    let listed: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(listed.len(), 3);
-    for r in &listed {
-        let agrees = r["repredicted"] == r["gold"] && r["rationale"] != "";
-        assert_eq!(r["kept"].as_bool().unwrap(), agrees, "{r}");
-    }
 
     // Same seed, same config: the same flywheel files and metrics.
     let again = train(&RunConfig { name: "sp-again".into(), ..c }, TrainOptions::default()).unwrap();
@@ -121,4 +134,32 @@ fn pipeline_writes_flywheel_rows_that_satisfy_the_keep_rules() {
         r.values.iter().filter(|(k, _)| !k.starts_with("timing/") && *k != "tokens_per_second" && *k != "entropy").map(|(k, v)| (k.clone(), v.to_bits())).collect()
     };
     assert_eq!(out.rows.iter().map(exact).collect::<Vec<_>>(), again.rows.iter().map(exact).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_rationale_warm_start_lists_every_rationale_with_its_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut c) = config(dir.path(), "rationale") else { return };
+    c.prompt.reply_prefix = "<think>".into();
+    (c.warm_start.kind, c.warm_start.steps, c.warm_start.batch_size) = (WarmStartKind::Rationale, 2, 4);
+    (c.grpo.max_steps, c.selfplay.iterations, c.selfplay.steering, c.grpo.max_completion_length) = (1, 1, None, 8);
+    c.validate().unwrap();
+    let out = train(&c, TrainOptions { stop_after: Some(1), ..Default::default() }).unwrap();
+    let listed = std::fs::read_to_string(out.run_dir.join("warm_start_rationales.jsonl")).unwrap();
+    let listed: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed.len(), 8, "steps x batch size rationales written");
+    let labels = selfemo_datasets::Dataset::Meld.labels();
+    for r in &listed {
+        let text = r["rationale"].as_str().unwrap();
+        let verdict = match () {
+            _ if text.is_empty() => "empty",
+            _ if labels.mention_in(text).is_some() => "names_emotion",
+            _ if r["repredicted"] != r["gold"] => "disagrees",
+            _ => "kept",
+        };
+        assert_eq!(r["verdict"], verdict, "{r}");
+        assert_eq!(r["kept"].as_bool().unwrap(), verdict == "kept", "{r}");
+    }
+    let events = std::fs::read_to_string(out.run_dir.join("events.log")).unwrap();
+    assert!(events.contains("naming an emotion"), "the rejections are reported: {events}");
 }

@@ -1,10 +1,12 @@
 //! Steered responder sampling on the real default model (2 layers): α = 0 and emotions without
-//! a vector sample as unsteered; α ≠ 0 changes the samples; and the log-probs recorded
-//! for steered samples are the unsteered policy's, so they train as its own.
+//! a vector sample as unsteered; α ≠ 0 changes the samples; a steered sample records both the
+//! unsteered policy's log-probs (π_old, checked against a full unpadded forward pass) and the
+//! steered policy's that drew it (the update's importance weight needs both).
 
 use selfemo_datasets::Dataset;
 use selfemo_model::steering::QUERIES;
-use selfemo_model::{EmotionVectors, LoadOptions, LoadedModel, ModelSource, SamplingConfig, completion_logprobs};
+use burn::tensor::{Int, Tensor, TensorData, activation};
+use selfemo_model::{CausalLm, EmotionVectors, LoadOptions, LoadedModel, ModelSource, SamplingConfig};
 use selfemo_selfplay::{FilledPrompt, Policy};
 use selfemo_trainer::policy::ModelPolicy;
 
@@ -31,10 +33,24 @@ fn steering_changes_samples_but_not_the_recorded_policy() {
     assert_eq!(alone.tokens, unsteered.tokens, "rows are steered one by one: alpha = 0 samples as unsteered");
     assert!(alone.logprobs.iter().zip(&unsteered.logprobs).all(|(a, b)| (a - b).abs() < 1e-4));
     assert!(steered[0][1..].iter().zip(&plain[0][1..]).any(|(a, b)| a.tokens != b.tokens), "alpha = 8 toward joy changes the samples");
+    assert_eq!((alone.behaviour_logprobs.as_ref(), unsteered.behaviour_logprobs.as_ref()), (None, None), "π_old drew them");
     for c in &steered[0][1..] {
-        let lp = completion_logprobs(&m.model, std::slice::from_ref(&c.prompt), std::slice::from_ref(&c.tokens), m.tokenizer.pad_id, 1.0);
-        let lp: Vec<f32> = lp.into_data().try_to_vec().unwrap();
+        let lp = unpadded_logprobs(&m.model, &c.prompt, &c.tokens);
         assert_eq!(lp.len(), c.logprobs.len());
-        assert!(lp.iter().zip(&c.logprobs).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-4), "recorded log-probs are the unsteered policy's");
+        assert!(lp.iter().zip(&c.logprobs).all(|(a, b)| (a - b).abs() < 1e-4), "recorded π_old is the unsteered policy's: {lp:?} vs {:?}", c.logprobs);
+        let behaviour = c.behaviour_logprobs.as_ref().expect("a steered sample keeps the log-probs it was drawn with");
+        assert_eq!(behaviour.len(), c.tokens.len());
+        let (steered_sum, old_sum) = (behaviour.iter().sum::<f64>(), c.logprobs.iter().sum::<f64>());
+        assert!(steered_sum > old_sum, "the steered policy found its own sample likelier than π_old does: {steered_sum} vs {old_sum}");
     }
+}
+
+/// log π(token | prefix) of each completion token, from the full logits of one unpadded row.
+fn unpadded_logprobs(model: &CausalLm, prompt: &[u32], completion: &[u32]) -> Vec<f64> {
+    let ids: Vec<i64> = prompt.iter().chain(completion).map(|t| *t as i64).collect();
+    let n = ids.len();
+    let logits = model.forward_logits(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &burn::tensor::Device::flex()));
+    let v = logits.dims()[2];
+    let lp: Vec<f32> = activation::log_softmax(logits.reshape([n, v]), 1).into_data().try_to_vec().unwrap();
+    completion.iter().enumerate().map(|(j, t)| f64::from(lp[(prompt.len() + j - 1) * v + *t as usize])).collect()
 }
