@@ -124,7 +124,7 @@ pub fn prefill_shared(model: &CausalLm, prompts: &[Vec<u32>]) -> (KvCache, Vec<f
     }
     let (mut layers, mut last_hidden) = (vec![Vec::new(); model.num_layers()], Vec::new());
     for rows in &groups {
-        let tree = Trie::of(rows.iter().map(|&r| &prompts[r][common..]));
+        let tree = crate::trie::Trie::of(rows.iter().map(|&r| &prompts[r][common..]));
         let mut cache = base.clone();
         let hidden = model.extend_tree(&tree.tokens, &tree.parent, &vec![common; tree.tokens.len()], &mut cache);
         let [_, n, d] = hidden.dims();
@@ -166,38 +166,6 @@ pub fn prefill_shared(model: &CausalLm, prompts: &[Vec<u32>]) -> (KvCache, Vec<f
     let hidden = Tensor::cat(last_hidden, 0).select(0, inverse);
     let logits = model.logits(hidden).into_data().try_to_vec::<f32>().expect("logits are f32");
     (cache, logits)
-}
-
-/// Token sequences merged into a prefix tree: each node a token, its parent, and per sequence
-/// its path of nodes.
-struct Trie {
-    tokens: Vec<u32>,
-    parent: Vec<Option<usize>>,
-    paths: Vec<Vec<usize>>,
-}
-
-impl Trie {
-    fn of<'a>(sequences: impl Iterator<Item = &'a [u32]>) -> Self {
-        let mut trie = Trie { tokens: Vec::new(), parent: Vec::new(), paths: Vec::new() };
-        let mut children: std::collections::HashMap<(Option<usize>, u32), usize> = std::collections::HashMap::new();
-        for seq in sequences {
-            let mut at = None;
-            let path = seq
-                .iter()
-                .map(|&t| {
-                    let node = *children.entry((at, t)).or_insert_with(|| {
-                        trie.tokens.push(t);
-                        trie.parent.push(at);
-                        trie.tokens.len() - 1
-                    });
-                    at = Some(node);
-                    node
-                })
-                .collect();
-            trie.paths.push(path);
-        }
-        trie
-    }
 }
 
 /// Runs `ids` through the model (growing the cache) and returns the last position's logits, row-major `[batch · V]`.

@@ -17,6 +17,7 @@ pub mod sampling;
 pub mod score;
 pub mod steering;
 pub mod tokenizer;
+pub mod trie;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig};

@@ -2,6 +2,7 @@
 //! flywheel. Every default is [RECON] (ours, not the paper's).
 
 use crate::flywheel::FlywheelConfig;
+use crate::items::TargetEmotion;
 use crate::judge::JudgePrompt;
 use crate::prompts::ResponderPrompt;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,17 @@ fn default_importance_cap() -> f64 {
     1.0
 }
 
+/// Who re-recognises the responder's turns [RECON].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rerecogniser {
+    /// The policy being trained (one model plays every role).
+    #[default]
+    Policy,
+    /// The frozen policy as it entered self-play (after any warm start).
+    Reference,
+}
+
 /// How self-play runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -46,6 +58,13 @@ pub struct SelfPlayConfig {
     pub rerecognition_prefix: String,
     /// Responder templates.
     pub responder: ResponderPrompt,
+    /// Where e* comes from: `next_turn` (y_{t+1}), `uniform` or `inverse_frequency` (default
+    /// `next_turn`).
+    pub target_emotion: TargetEmotion,
+    /// Who re-recognises the responder's turns: `policy` (the policy being trained) or
+    /// `reference` (the frozen policy that entered self-play, which the responder cannot drift
+    /// along with) (default `policy`).
+    pub rerecogniser: Rerecogniser,
     /// Keep-rules.
     pub flywheel: FlywheelConfig,
     /// Passes of SFT, at the start of each iteration k ≥ 2, over the recognition rows iteration
@@ -71,6 +90,8 @@ impl Default for SelfPlayConfig {
             synthetic_share: 0.5,
             rerecognition_prefix: "<think>I read the last line in context.</think><answer>".into(),
             responder: ResponderPrompt::default(),
+            target_emotion: TargetEmotion::NextTurn,
+            rerecogniser: Rerecogniser::Policy,
             flywheel: FlywheelConfig::default(),
             sft_epochs: 1.0,
             sft_batch_size: 8,

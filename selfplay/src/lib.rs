@@ -13,9 +13,9 @@ pub mod rationale;
 pub mod rollout;
 pub mod store;
 
-pub use config::SelfPlayConfig;
+pub use config::{Rerecogniser, SelfPlayConfig};
 pub use flywheel::{FilterCounts, Flywheel, FlywheelConfig, FlywheelRow, Kind};
-pub use items::{ExpressionItem, RecognitionItem, source_name};
+pub use items::{EmotionDraw, ExpressionItem, RecognitionItem, TargetEmotion, source_name};
 pub use judge::{JudgePrompt, PolicyVerifier};
 pub use policy::{Completion, Policy, sample_seed};
 pub use prompts::{FilledPrompt, RecogniserPrompt, ResponderPrompt};

@@ -3,6 +3,7 @@
 //! expressing a target emotion e*. Templates live in config with these defaults; `{labels}`,
 //! `{context}`, `{speaker}`, `{target}` and `{emotion}` are filled in.
 
+use crate::policy::splitmix;
 use selfemo_datasets::{ContextWindow, Emotion, LabelSet, Utterance};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,10 @@ pub struct RecogniserPrompt {
     /// Text the assistant reply starts with, placed in the prompt (default `<think>`): the
     /// policy continues the contract instead of having to open it. Parsing puts it back.
     pub reply_prefix: String,
+    /// List `{labels}` in an order shuffled per target (seeded by the target turn), so no label
+    /// gains from always being named first (default false: the dataset's order, neutral first)
+    /// [RECON].
+    pub shuffle_labels: bool,
 }
 
 impl Default for RecogniserPrompt {
@@ -29,8 +34,21 @@ impl Default for RecogniserPrompt {
                    Choose from: {labels}."
                 .into(),
             reply_prefix: "<think>".into(),
+            shuffle_labels: false,
         }
     }
+}
+
+/// The labels in an order drawn from `key` (Fisher–Yates on a SplitMix64 stream): the same key
+/// gives the same order.
+fn shuffled_labels(labels: &LabelSet, key: &str) -> String {
+    let mut names: Vec<&str> = labels.emotions().map(|e| e.name()).collect();
+    let mut h = key.bytes().fold(splitmix(0x5EED), |h, b| splitmix(h ^ u64::from(b)));
+    for i in (1..names.len()).rev() {
+        h = splitmix(h);
+        names.swap(i, (h % (i as u64 + 1)) as usize);
+    }
+    names.join(", ")
 }
 
 /// A filled prompt: system and user text, and the reply prefix.
@@ -66,8 +84,9 @@ impl RecogniserPrompt {
     /// Fills the templates for a window.
     pub fn fill(&self, window: &ContextWindow<'_>, labels: &LabelSet) -> FilledPrompt {
         let lines = lines(window.context.iter().chain([window.target]));
+        let label_list = if self.shuffle_labels { shuffled_labels(labels, &format!("{}: {}", window.target.speaker, window.target.text)) } else { labels.joined() };
         let fill = |t: &str| {
-            t.replace("{labels}", &labels.joined())
+            t.replace("{labels}", &label_list)
                 .replace("{context}", &lines)
                 .replace("{speaker}", &window.target.speaker)
                 .replace("{target}", &window.target.text)
@@ -143,6 +162,26 @@ mod tests {
         assert!(p.user.contains("Which emotion does Ross express in the last line, \"I got the job!\"?"));
         assert!(p.system.contains("neutral, surprise, fear, sadness, joy, disgust, anger"));
         assert_eq!(p.reply_prefix, "<think>");
+    }
+
+    #[test]
+    fn shuffled_labels_vary_by_target_and_repeat_for_the_same_one() {
+        let d = dialogue();
+        let t = RecogniserPrompt { shuffle_labels: true, ..RecogniserPrompt::default() };
+        let listed = |turn: usize| {
+            let p = t.fill(&ContextWindow::new(&d, turn, 20).unwrap(), Dataset::Meld.labels());
+            let list = p.system.rsplit("labels: ").next().unwrap().trim_end_matches('.').to_string();
+            assert!(p.user.ends_with(&format!("Choose from: {list}.")), "one order per prompt: {}", p.user);
+            list
+        };
+        let orders: std::collections::BTreeSet<String> = (0..3).map(listed).collect();
+        assert_eq!(listed(1), listed(1));
+        assert!(orders.len() > 1, "targets see different orders: {orders:?}");
+        for o in &orders {
+            let mut names: Vec<&str> = o.split(", ").collect();
+            names.sort();
+            assert_eq!(names, ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]);
+        }
     }
 
     #[test]

@@ -160,10 +160,21 @@ pub fn turn_of(completion: &str, speaker: &str) -> String {
     line.trim_matches(|c| c == '"' || c == '\u{201c}' || c == '\u{201d}').trim().to_string()
 }
 
-/// G responder samples per item (one batched generation; sample j steered toward e* with
-/// α = `alphas[j mod len]` when `alphas` is not empty), then the re-recognition of every
-/// non-empty turn (one batched scoring pass), each scored against the item's e*.
-pub fn respond(policy: &dyn Policy, roles: &Roles<'_>, items: &[ExpressionItem], g: usize, seed: u64, step: u64, alphas: &[f64]) -> Vec<ExpressionGroup> {
+/// G responder samples per item by `policy` (one batched generation; sample j steered toward
+/// e* with α = `alphas[j mod len]` when `alphas` is not empty), then `rerecogniser`'s
+/// re-recognition of every non-empty turn (one batched scoring pass; the policy itself, or a
+/// frozen copy), each scored against the item's e*.
+#[allow(clippy::too_many_arguments)]
+pub fn respond(
+    policy: &dyn Policy,
+    rerecogniser: &dyn Policy,
+    roles: &Roles<'_>,
+    items: &[ExpressionItem],
+    g: usize,
+    seed: u64,
+    step: u64,
+    alphas: &[f64],
+) -> Vec<ExpressionGroup> {
     let prompts: Vec<FilledPrompt> = items.iter().map(|i| roles.expression_prompt(policy, i)).collect();
     let seeds = seeds(items.iter().map(|i| i.id), g, seed, step);
     let generated = if alphas.is_empty() {
@@ -185,7 +196,7 @@ pub fn respond(policy: &dyn Policy, roles: &Roles<'_>, items: &[ExpressionItem],
     }
     let names: Vec<&str> = roles.labels.emotions().map(|e| e.name()).collect();
     let mut q: Vec<Vec<Option<Emotion>>> = turns.iter().map(|ts| vec![None; ts.len()]).collect();
-    for ((i, j), scores) in asked.into_iter().zip(policy.score(&prompts_q, &names)) {
+    for ((i, j), scores) in asked.into_iter().zip(rerecogniser.score(&prompts_q, &names)) {
         q[i][j] = roles.best_label(&scores);
     }
     items

@@ -5,7 +5,7 @@ use selfemo_datasets::{Corpus, Dataset, Dialogue, Emotion, Split, Target, Uttera
 use selfemo_rewards::RewardConfig;
 use selfemo_selfplay::fake::ScriptedPolicy;
 use selfemo_selfplay::{
-    ExpressionItem, FilledPrompt, Flywheel, FlywheelConfig, JudgePrompt, Kind, Policy, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles, Verdict, recognise,
+    EmotionDraw, ExpressionItem, FilledPrompt, Flywheel, FlywheelConfig, JudgePrompt, Kind, Policy, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles, TargetEmotion, Verdict, recognise,
     respond,
     store,
 };
@@ -67,9 +67,9 @@ fn keep_rules_dedup_and_caps() {
     let items = vec![RecognitionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0).unwrap()];
     let groups = recognise(&p, &roles, &items, 8, 1, 0);
     assert_eq!(groups[0].samples.len(), 8);
-    let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0).unwrap()];
+    let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()];
     assert_eq!(expr[0].emotion.name(), "joy", "e* is the next turn's gold label");
-    let responses = respond(&p, &roles, &expr, 8, 1, 0, &[]);
+    let responses = respond(&p, &p, &roles, &expr, 8, 1, 0, &[]);
 
     let config = FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 2 };
     let mut fly = Flywheel::new(Vec::new());
@@ -144,7 +144,7 @@ fn prompts_fit_the_budget_dropping_the_oldest_turns() {
     let cut = roles(&rec, &resp, &rewards, budget).recognition_prompt(&p, &item);
     assert!(p.prompt_len(&cut) <= budget);
     assert!(!cut.user.contains("I have news.") && cut.user.contains("Tell me!") && cut.user.contains("That's amazing!"));
-    let expr = ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0, 0).unwrap();
+    let expr = ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap();
     let tiny = roles(&rec, &resp, &rewards, 1).expression_prompt(&p, &expr);
     assert!(tiny.user.contains("Ross: I got the job!") && !tiny.user.contains("Tell me!"), "the turn answered always stays");
 }
@@ -156,10 +156,10 @@ fn store_round_trips_and_synthetic_turns_become_next_iteration_items() {
     let roles = roles(&rec, &resp, &rewards, 10_000);
     let p = policy();
     let items: Vec<RecognitionItem> = (1..4).map(|t| RecognitionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, t as u64).unwrap()).collect();
-    let expr: Vec<ExpressionItem> = (0..3).map(|t| ExpressionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, 10 + t as u64, 0).unwrap()).collect();
+    let expr: Vec<ExpressionItem> = (0..3).map(|t| ExpressionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, 10 + t as u64, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()).collect();
     let config = FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 3 };
     let mut fly = Flywheel::new(Vec::new());
-    fly.admit(1, 1, &recognise(&p, &roles, &items, 4, 9, 0), &respond(&p, &roles, &expr, 4, 9, 0, &[]), &config);
+    fly.admit(1, 1, &recognise(&p, &roles, &items, 4, 9, 0), &respond(&p, &p, &roles, &expr, 4, 9, 0, &[]), &config);
     let rows = fly.iteration_rows(1);
     assert!(rows.iter().any(|r| r.kind == Kind::Synthetic) && rows.iter().any(|r| r.kind == Kind::Recognition));
 
@@ -321,8 +321,8 @@ fn a_responder_turn_that_names_a_label_earns_nothing_and_is_never_kept() {
         reply: |_: &FilledPrompt, seed: u64| if seed % 2 == 0 { "Pure joy, Ross!".into() } else { "That's wonderful, I'm so happy!".into() },
         score: |_: &FilledPrompt, label: &str| if label == "joy" { 0.0 } else { -3.0 },
     };
-    let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0).unwrap()];
-    let responses = respond(&p, &roles, &expr, 8, 1, 0, &[]);
+    let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()];
+    let responses = respond(&p, &p, &roles, &expr, 8, 1, 0, &[]);
     let naming: Vec<_> = responses[0].samples.iter().filter(|s| s.turn.contains("joy")).collect();
     assert!(!naming.is_empty() && naming.len() < 8, "both kinds were sampled");
     for s in &responses[0].samples {
@@ -336,4 +336,20 @@ fn a_responder_turn_that_names_a_label_earns_nothing_and_is_never_kept() {
     assert_eq!(counts.synthetic_names_label, naming.len());
     assert!(fly.rows().iter().all(|r| !r.turn.contains("joy")), "never kept, even at tau_e = 0");
     assert_eq!(counts.kept_synthetic, 1, "the expressive turn, once (the rest are repeats)");
+}
+
+#[test]
+fn the_rerecogniser_can_be_another_policy() {
+    let c = corpus();
+    let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
+    let roles = roles(&rec, &resp, &rewards, 10_000);
+    let writer = policy(); // its own re-recogniser hears joy in "great", sadness otherwise
+    let frozen = ScriptedPolicy { reply: |_: &FilledPrompt, _: u64| -> String { panic!("the re-recogniser only scores") }, score: |_: &FilledPrompt, l: &str| if l == "neutral" { 0.0 } else { -1.0 } };
+    let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()];
+    let own = respond(&writer, &writer, &roles, &expr, 4, 1, 0, &[]);
+    let other = respond(&writer, &frozen, &roles, &expr, 4, 1, 0, &[]);
+    let turns = |g: &[selfemo_selfplay::ExpressionGroup]| g[0].samples.iter().map(|s| s.turn.clone()).collect::<Vec<_>>();
+    assert_eq!(turns(&own), turns(&other), "the same policy wrote the turns");
+    assert!(own[0].samples.iter().any(|s| s.rerecognised == Some(meld("joy"))));
+    assert!(other[0].samples.iter().all(|s| s.rerecognised == Some(meld("neutral"))), "the other policy heard them");
 }

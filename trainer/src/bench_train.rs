@@ -1,5 +1,5 @@
-//! `selfemo bench train`: one full self-play SELF-GRPO step (recogniser rollout, responder
-//! rollout with re-recognition, update) timed by phase, and
+//! `selfemo bench train`: the training loop's own self-play SELF-GRPO [`Step`] (recogniser
+//! rollout, responder rollout with re-recognition, flywheel, update) timed by phase, and
 //! the update's achieved GFLOP/s over the f32 matmul peak measured in the same run. The shape
 //! is set by flags so the same work can be run on other trainers.
 
@@ -9,13 +9,12 @@ use burn::module::Module;
 use clap::Args;
 use selfemo_datasets::{Dataset, Split};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
-use selfemo_selfplay::{ExpressionItem, RecognitionItem, Roles, recognise, respond};
+use selfemo_selfplay::{EmotionDraw, Flywheel, RecognitionItem, Roles};
 use selfemo_trainer::config::RunConfig;
-use selfemo_trainer::grpo::update;
-use selfemo_trainer::policy::ModelPolicy;
-use selfemo_trainer::self_play::{EXPRESSION_IDS, to_groups};
+use selfemo_trainer::optim::LrSchedule;
+use selfemo_trainer::self_play::{step_items, to_groups};
+use selfemo_trainer::step::Step;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Options of `selfemo bench train`.
 #[derive(Args)]
@@ -64,14 +63,12 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     let mut run: RunConfig = toml::from_str("name = \"bench\"").expect("a name is the only required field");
     run.data.dataset = args.dataset;
     (run.grpo.num_generations, run.grpo.max_completion_length, run.grpo.beta) = (args.num_generations, args.max_completion_length, args.beta);
-    let g = &run.grpo;
+    (run.grpo.prompts_per_step, run.selfplay.responder_prompts_per_step, run.grpo.learning_rate) = (args.prompts, args.responder_prompts, 1e-6);
+    let (g, sp) = (&run.grpo, &run.selfplay);
     let corpus = selfemo_datasets::load(args.dataset, None)?;
-    let targets: Vec<_> = corpus.targets(Split::Train).into_iter().take(args.prompts).collect();
     let w = run.data.context_window;
-    let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(&corpus, *t, w, k as u64)).collect();
-    let answers: Vec<ExpressionItem> =
-        targets.iter().take(args.responder_prompts).enumerate().filter_map(|(k, t)| ExpressionItem::from_target(&corpus, *t, w, EXPRESSION_IDS + k as u64, run.seed)).collect();
-    let sp = &run.selfplay;
+    // The same prompts every step: the first train targets.
+    let real: Vec<_> = corpus.targets(Split::Train).into_iter().take(args.prompts).enumerate().filter_map(|(k, t)| RecognitionItem::from_target(&corpus, t, w, k as u64).map(|i| (t, i))).collect();
     let roles = Roles {
         recogniser: &run.prompt,
         responder: &sp.responder,
@@ -81,39 +78,33 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         rewards: &run.rewards,
         max_prompt_tokens: run.data.max_prompt_tokens,
     };
-    let reference = (g.beta > 0.0).then(|| model.valid());
+    let frozen = (g.beta > 0.0).then(|| model.valid());
+    let step = Step { config: &run, tok: &tokenizer, roles, reserve: &[], vectors: None, frozen: frozen.as_ref(), settings: run.update_settings(tokenizer.pad_id), schedule: LrSchedule::constant(1e-6) };
+    let draw = EmotionDraw::new(sp.target_emotion, &corpus);
     let mut optim = g.adamw.build();
-    let settings = run.update_settings(tokenizer.pad_id);
-    let schedule = selfemo_trainer::optim::LrSchedule::constant(1e-6);
     let (peak, shape) = matmul_peak(c.hidden_size, c.intermediate_size, 4, &device.inner());
 
     let (mut phases, mut tokens, mut update_flops) = ([0.0f64; 3], 0.0, 0.0);
-    for step in 0..=args.steps {
-        let t0 = Instant::now();
-        let rollout_model = model.valid();
-        let policy = ModelPolicy { model: &rollout_model, tok: &tokenizer, sampling: g.sampling(), score_rows: 8, vectors: None };
-        let recognition = recognise(&policy, &roles, &items, g.num_generations, run.seed, step as u64);
-        let t1 = Instant::now();
-        let expression = respond(&policy, &roles, &answers, g.num_generations, run.seed, step as u64, &[]);
-        let groups = to_groups(&recognition, &expression);
-        drop(policy);
-        let t2 = Instant::now();
-        let (m, stats) = update(model, reference.as_ref(), &mut optim, &groups, &settings, &schedule, step);
+    for t in 0..=args.steps {
+        let items = step_items(0, args.prompts, &real, &[], sp, &corpus, w, run.seed, &draw);
+        let (m, out) = step.run(model, &mut optim, &mut Flywheel::default(), &items, 1, t as u64);
         model = m;
-        stats.map_err(anyhow::Error::new)?;
-        let t3 = Instant::now();
-        if step == 0 {
+        let out = out.map_err(anyhow::Error::new)?;
+        if t == 0 {
             continue; // warm-up
         }
-        for (p, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
-            *p += (b - a).as_secs_f64();
+        let v = &out.row.values;
+        let timing = |k: &str| v.get(k).copied().unwrap_or(0.0);
+        for (p, keys) in phases.iter_mut().zip([&["timing/generate"][..], &["timing/respond", "timing/score"], &["timing/update"]]) {
+            *p += keys.iter().map(|k| timing(k)).sum::<f64>();
         }
         // Update work: the policy's forward + backward (3×) per μ step, the reference forward.
         let passes = 3.0 * g.num_iterations as f64 + if g.beta > 0.0 { 1.0 } else { 0.0 };
+        let groups = to_groups(&out.recognition, &out.expression);
         for group in &groups {
-            for s in &group.samples {
-                let len = group.prompt.len() + s.completion.len();
-                let forward = (0..len).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>() + s.completion.len() as f64 * c.head_flops();
+            for x in &group.samples {
+                let len = group.prompt.len() + x.completion.len();
+                let forward = (0..len).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>() + x.completion.len() as f64 * c.head_flops();
                 update_flops += passes * forward;
                 tokens += len as f64;
             }

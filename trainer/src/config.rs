@@ -1,7 +1,9 @@
 //! The TOML run config. Every field has a documented default; unknown fields and bad values are
 //! errors naming the field. GRPO knobs use TRL's `GRPOConfig` names so settings carry over.
 
+use crate::evaluation::EvalMode;
 use crate::loss::{Clip, LossType};
+use crate::splits::LabelSampling;
 use crate::optim::AdamWSettings;
 use selfemo_datasets::Dataset;
 use selfemo_model::SamplingConfig;
@@ -63,11 +65,17 @@ pub struct WarmStartSection {
     /// `rationale` only: appended to the recogniser's user message when the policy explains a
     /// gold label; `{emotion}` is filled in.
     pub rationale_hint: String,
-    /// Examples per step, taken in order from a seeded shuffle of the train targets that
-    /// SELF-GRPO does not use (default 8).
+    /// Examples per step, drawn from the train targets that SELF-GRPO does not use (default 8).
     pub batch_size: usize,
     /// Constant learning rate (default 1e-4).
     pub learning_rate: f64,
+    /// How the examples are drawn by gold label (default `natural`) [RECON].
+    pub label_sampling: LabelSampling,
+    /// Evaluate on dev every n SFT steps, the best-dev model kept (default 0: only at the end).
+    pub eval_every: usize,
+    /// Stop the warm start once this many minutes of SFT have run (default 0: no limit; `steps`
+    /// still bounds it): a wall-clock budget, for comparing recipes at equal cost.
+    pub minutes: f64,
 }
 
 impl Default for WarmStartSection {
@@ -78,6 +86,9 @@ impl Default for WarmStartSection {
             rationale_hint: "\n\nThe answer is {emotion}. Explain in one short sentence why.".into(),
             batch_size: 8,
             learning_rate: 1e-4,
+            label_sampling: LabelSampling::Natural,
+            eval_every: 0,
+            minutes: 0.0,
         }
     }
 }
@@ -167,11 +178,14 @@ pub struct DataSection {
     /// Train on the first n targets of the seeded shuffle, 0 = all (default 0): an epoch is then
     /// n / prompts_per_step steps, and the prompts cycle.
     pub train_limit: usize,
+    /// How GRPO prompts (and dynamic sampling's refills) are drawn by gold label (default
+    /// `natural`) [RECON].
+    pub label_sampling: LabelSampling,
 }
 
 impl Default for DataSection {
     fn default() -> Self {
-        Self { dataset: Dataset::Meld, path: None, context_window: 8, max_prompt_tokens: 256, train_limit: 0 }
+        Self { dataset: Dataset::Meld, path: None, context_window: 8, max_prompt_tokens: 256, train_limit: 0, label_sampling: LabelSampling::Natural }
     }
 }
 
@@ -184,6 +198,7 @@ pub struct GrpoSection {
     /// Prompts per optimiser step (default 4).
     pub prompts_per_step: usize,
     /// Rollout steps of the run (default 20); each takes μ (`num_iterations`) optimiser steps.
+    /// 0 = no self-play: the warm start alone (SFT only).
     pub max_steps: usize,
     /// Peak learning rate (default 1e-5; ERV uses 1e-6 for full fine-tuning of larger models).
     pub learning_rate: f64,
@@ -299,24 +314,39 @@ impl GrpoSection {
     }
 }
 
-/// Dev evaluation before training and after each self-play iteration; test evaluation of the
-/// best-dev iteration at the end.
+/// Dev evaluation before training, during the warm start and after each self-play iteration;
+/// test evaluation of the best-dev model at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
-    /// Dev targets evaluated, 0 = all (default 64).
+    /// Dev targets evaluated, a stratified sample (each label's share kept), 0 = all (default 300).
     pub dev_limit: usize,
-    /// Greedy tokens per answer (default 48).
+    /// How dev answers are read (default `score`: one pass, the cheap one).
+    pub dev_mode: EvalMode,
+    /// Greedy tokens per answer in generate mode (default 48).
     pub max_new_tokens: usize,
-    /// Prompts per generation batch (default 8).
+    /// Prompts per batch: generation rows, or score-mode tree rows (default 8).
     pub batch_size: usize,
-    /// Test targets evaluated at the end, 0 = all (default 0).
+    /// Test targets evaluated at the end, the first n of the split, 0 = all (default 0).
     pub test_limit: usize,
+    /// The modes the test split is scored in (default both).
+    pub test_modes: Vec<EvalMode>,
+    /// Also report test score mode with a logit adjustment fitted on the best stage's dev
+    /// scores (default false) [RECON].
+    pub logit_adjustment: bool,
 }
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self { dev_limit: 64, max_new_tokens: 48, batch_size: 8, test_limit: 0 }
+        Self {
+            dev_limit: 300,
+            dev_mode: EvalMode::Score,
+            max_new_tokens: 48,
+            batch_size: 8,
+            test_limit: 0,
+            test_modes: vec![EvalMode::Score, EvalMode::Generate],
+            logit_adjustment: false,
+        }
     }
 }
 
@@ -332,10 +362,12 @@ impl RunConfig {
     /// Checks values and the relations between fields, naming them.
     pub fn validate(&self) -> Result<(), String> {
         let g = &self.grpo;
+        if g.max_steps == 0 && self.warm_start.steps == 0 {
+            return Err("grpo.max_steps is 0 and there is no warm start: nothing would train (set grpo.max_steps or warm_start.steps)".into());
+        }
         let positive = [
             ("grpo.num_generations", g.num_generations),
             ("grpo.prompts_per_step", g.prompts_per_step),
-            ("grpo.max_steps", g.max_steps),
             ("grpo.num_iterations", g.num_iterations),
             ("grpo.gradient_accumulation_steps", g.gradient_accumulation_steps),
             ("grpo.max_completion_length", g.max_completion_length),
@@ -390,7 +422,14 @@ impl RunConfig {
         }
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
         self.selfplay.validate()?;
-        if self.selfplay.iterations > self.grpo.max_steps {
+        finite("warm_start.minutes", self.warm_start.minutes, self.warm_start.minutes >= 0.0)?;
+        if self.eval.test_modes.is_empty() {
+            return Err("eval.test_modes must name at least one mode (score, generate)".into());
+        }
+        if self.eval.logit_adjustment && self.eval.dev_mode != EvalMode::Score {
+            return Err("eval.logit_adjustment is fitted on score-mode dev log-probs: it needs eval.dev_mode = \"score\"".into());
+        }
+        if self.grpo.max_steps > 0 && self.selfplay.iterations > self.grpo.max_steps {
             return Err(format!("selfplay.iterations ({}) must not exceed grpo.max_steps ({})", self.selfplay.iterations, self.grpo.max_steps));
         }
         Ok(())

@@ -9,6 +9,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData, activation};
 use selfemo_datasets::{Corpus, Target};
+use selfemo_model::trie::Trie;
 use selfemo_model::{CausalLm, KvCache, Message, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -171,60 +172,83 @@ pub fn header_cache(model: &CausalLm, header: &[u32]) -> KvCache {
     cache
 }
 
-/// Label log-probs of `queries`, each continuing the first `keys(q)` positions of `prefix`:
-/// one tree pass holding every query's suffix and, after it, every multi-token label's
-/// leading tokens; the vocabulary projection runs only where a label token is predicted.
-fn score_tree(model: &CausalLm, prefix: &KvCache, queries: &[ScoreQuery], keys: &dyn Fn(&ScoreQuery) -> usize, labels: &[Vec<u32>]) -> Vec<Vec<f64>> {
-    let m = labels.len();
-    let (mut tokens, mut parent, mut branch) = (Vec::new(), Vec::new(), Vec::new());
-    // picks: (tree index, the token ids it must score: m of them, padded by repetition)
-    let mut picks: Vec<(usize, Vec<u32>)> = Vec::new();
-    for q in queries {
-        for (j, t) in q.suffix.iter().enumerate() {
-            parent.push((j > 0).then(|| tokens.len() - 1));
-            branch.push(keys(q));
-            tokens.push(*t);
-        }
-        let last = tokens.len() - 1;
-        picks.push((last, labels.iter().map(|l| l[0]).collect()));
+/// A tree pass under construction: tokens, each one's parent, each root's cached prefix
+/// length, and the picks (tree index, the m token ids scored there) in the order made.
+#[derive(Default)]
+struct LabelTree {
+    tokens: Vec<u32>,
+    parent: Vec<Option<usize>>,
+    branch: Vec<usize>,
+    picks: Vec<(usize, Vec<u32>)>,
+}
+
+impl LabelTree {
+    /// Every label after node `leaf`: its first token scored at the leaf, and each
+    /// multi-token label's later tokens scored along a chain of its leading tokens.
+    fn branch_labels(&mut self, leaf: usize, labels: &[Vec<u32>]) {
+        let m = labels.len();
+        self.picks.push((leaf, labels.iter().map(|l| l[0]).collect()));
         for l in labels.iter().filter(|l| l.len() > 1) {
             for j in 0..l.len() - 1 {
-                parent.push(Some(if j == 0 { last } else { tokens.len() - 1 }));
-                branch.push(0);
-                tokens.push(l[j]);
-                picks.push((tokens.len() - 1, vec![l[j + 1]; m]));
+                self.parent.push(Some(if j == 0 { leaf } else { self.tokens.len() - 1 }));
+                self.branch.push(0);
+                self.tokens.push(l[j]);
+                self.picks.push((self.tokens.len() - 1, vec![l[j + 1]; m]));
             }
         }
     }
-    let hidden = model.hidden_tree(&tokens, &parent, &branch, prefix);
-    let [_, n, d] = hidden.dims();
-    let device = hidden.device();
-    let p = picks.len();
-    let at = Tensor::<1, Int>::from_data(TensorData::new(picks.iter().map(|(i, _)| *i as i64).collect(), [p]), &device);
-    let want = Tensor::<2, Int>::from_data(TensorData::new(picks.iter().flat_map(|(_, w)| w.iter().map(|t| *t as i64)).collect(), [p, m]), &device);
-    let lp = activation::log_softmax(model.logits(hidden.reshape([n, d]).select(0, at)), 1).gather(1, want);
-    let lp = lp.into_data().try_to_vec::<f32>().expect("log-probs are f32");
-    // walk the picks in the order they were made
-    let mut next = 0;
-    queries
-        .iter()
-        .map(|_| {
-            let mut scores: Vec<f64> = lp[next * m..(next + 1) * m].iter().map(|x| *x as f64).collect();
-            next += 1;
-            for (k, l) in labels.iter().enumerate().filter(|(_, l)| l.len() > 1) {
-                for _ in 1..l.len() {
-                    scores[k] += lp[next * m] as f64;
-                    next += 1;
+
+    /// One tree pass off `prefix`, the vocabulary projection only at the picks; then per leaf
+    /// (in the order branched) the log-prob of every label, the sum over its tokens.
+    fn score(self, model: &CausalLm, prefix: &KvCache, labels: &[Vec<u32>]) -> Vec<Vec<f64>> {
+        let m = labels.len();
+        let leaves = self.picks.len() / (1 + labels.iter().map(|l| l.len() - 1).sum::<usize>());
+        let hidden = model.hidden_tree(&self.tokens, &self.parent, &self.branch, prefix);
+        let [_, n, d] = hidden.dims();
+        let device = hidden.device();
+        let p = self.picks.len();
+        let at = Tensor::<1, Int>::from_data(TensorData::new(self.picks.iter().map(|(i, _)| *i as i64).collect(), [p]), &device);
+        let want = Tensor::<2, Int>::from_data(TensorData::new(self.picks.iter().flat_map(|(_, w)| w.iter().map(|t| *t as i64)).collect(), [p, m]), &device);
+        let lp = activation::log_softmax(model.logits(hidden.reshape([n, d]).select(0, at)), 1).gather(1, want);
+        let lp = lp.try_to_vec_as::<f32>().expect("the backend reads back its own tensor");
+        // walk the picks in the order they were made
+        let mut next = 0;
+        (0..leaves)
+            .map(|_| {
+                let mut scores: Vec<f64> = lp[next * m..(next + 1) * m].iter().map(|x| *x as f64).collect();
+                next += 1;
+                for (k, l) in labels.iter().enumerate().filter(|(_, l)| l.len() > 1) {
+                    for _ in 1..l.len() {
+                        scores[k] += lp[next * m] as f64;
+                        next += 1;
+                    }
                 }
-            }
-            scores
-        })
-        .collect()
+                scores
+            })
+            .collect()
+    }
+}
+
+/// Label log-probs of `queries`, each continuing the first `keys(q)` positions of `prefix`:
+/// one tree pass holding every query's suffix and, after it, every label.
+fn score_tree(model: &CausalLm, prefix: &KvCache, queries: &[ScoreQuery], keys: &dyn Fn(&ScoreQuery) -> usize, labels: &[Vec<u32>]) -> Vec<Vec<f64>> {
+    let mut tree = LabelTree::default();
+    for q in queries {
+        for (j, t) in q.suffix.iter().enumerate() {
+            tree.parent.push((j > 0).then(|| tree.tokens.len() - 1));
+            tree.branch.push(keys(q));
+            tree.tokens.push(*t);
+        }
+        let leaf = tree.tokens.len() - 1;
+        tree.branch_labels(leaf, labels);
+    }
+    tree.score(model, prefix, labels)
 }
 
 /// log π(label | prompt) of every label after each whole prompt (`[prompt][label]`): the
-/// prompts' longest common prefix runs once, then up to `rows` prompts at a time branch off
-/// it as one tree with every label. Each prompt must be at least 2 tokens long.
+/// prompts' longest common prefix runs once, then up to `rows` prompts at a time run as one
+/// prefix tree (what consecutive prompts share, a dialogue's lines say, runs once) with every
+/// label after each. Each prompt must be at least 2 tokens long.
 pub fn score_prompts(model: &CausalLm, prompts: &[Vec<u32>], labels: &[Vec<u32>], rows: usize) -> Vec<Vec<f64>> {
     let Some(first) = prompts.first() else { return Vec::new() };
     let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
@@ -234,8 +258,17 @@ pub fn score_prompts(model: &CausalLm, prompts: &[Vec<u32>], labels: &[Vec<u32>]
         return prompts.iter().flat_map(|p| score_prompts(model, std::slice::from_ref(p), labels, rows)).collect();
     }
     let cache = header_cache(model, &first[..common]);
-    let queries: Vec<ScoreQuery> = prompts.iter().map(|p| ScoreQuery { turn: 0, start: 0, suffix: p[common..].to_vec() }).collect();
-    queries.chunks(rows.max(1)).flat_map(|chunk| score_tree(model, &cache, chunk, &|_| common, labels)).collect()
+    prompts
+        .chunks(rows.max(1))
+        .flat_map(|chunk| {
+            let trie = Trie::of(chunk.iter().map(|p| &p[common..]));
+            let mut tree = LabelTree { branch: vec![common; trie.tokens.len()], tokens: trie.tokens, parent: trie.parent, picks: Vec::new() };
+            for path in &trie.paths {
+                tree.branch_labels(*path.last().expect("every prompt extends the common prefix"), labels);
+            }
+            tree.score(model, &cache, labels)
+        })
+        .collect()
 }
 
 /// Scores `targets` (any order) of `corpus`: per target, the label log-probs in label-set

@@ -2,7 +2,9 @@
 //! ([`optim`]), and rollout + update over explicit groups ([`grpo`]). The `selfemo` binary
 //! lives beside this library.
 
+pub mod calibration;
 pub mod config;
+pub mod evaluation;
 pub mod faithfulness;
 pub mod checkpoint;
 pub mod grpo;
@@ -16,8 +18,11 @@ pub mod predictions;
 pub mod plots;
 pub mod recognition;
 pub mod run;
+pub mod run_dir;
 pub mod scores;
 pub mod self_play;
 pub mod splits;
 pub mod steer_sweep;
+pub mod step;
+pub mod trainable;
 pub mod warm_start;

@@ -79,6 +79,9 @@ pub fn write(path: &Path, corpus: &Corpus, predictions: &[Prediction]) -> selfem
     }
     columns.push(Arc::new(lists.finish()));
     let err = |m: String| DataError::in_file(path, m);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its folder: {e}")))?;
+    }
     let batch = RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| err(format!("cannot build the table: {e}")))?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default()))

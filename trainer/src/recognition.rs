@@ -7,7 +7,6 @@ use crate::scores::Report;
 use selfemo_datasets::{ContextWindow, Corpus, Emotion, LabelSet, Target};
 use selfemo_model::{CausalLm, SamplingConfig, TextTokenizer, generate};
 use selfemo_rewards::{RewardConfig, parse, score_recognition_group};
-use serde::{Deserialize, Serialize};
 use selfemo_selfplay::RecogniserPrompt;
 
 /// One recognition prompt, tokenised, with its gold label.
@@ -106,17 +105,8 @@ pub fn score_predictions(prompts: &[RecognitionPrompt], scores: Vec<Vec<f64>>, l
         .collect()
 }
 
-/// Dev scores and the dev reward of one evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DevResult {
-    /// Accuracy, F1 and the rest.
-    pub report: Report,
-    /// Mean of w_format · format + w_U · R_U over the greedy dev completions: the reward the
-    /// policy is trained on, less group consistency (a single greedy sample has no group).
-    pub reward: f64,
-}
-
-/// The dev reward of greedy predictions (their replies, one per prompt); see [`DevResult::reward`].
+/// The dev reward of greedy predictions (their replies, one per prompt): the mean of
+/// w_format · format + w_U · R_U, the reward the policy is trained on less group consistency.
 pub fn dev_reward(predictions: &[Prediction], corpus: &Corpus, rewards: &RewardConfig) -> f64 {
     let w = &rewards.weights;
     let total: f64 = predictions

@@ -34,6 +34,12 @@ pub struct Report {
     pub macro_f1: f64,
     /// Share of predictions that were `None` (malformed or out of set).
     pub invalid_rate: f64,
+    /// The label predicted most often (`None` when nothing valid was predicted).
+    #[serde(default)]
+    pub top_prediction: Option<String>,
+    /// Its share of all predictions: 1.0 for a policy that answers one label for everything.
+    #[serde(default)]
+    pub top_prediction_share: f64,
     /// Per class, in order.
     pub per_class: Vec<ClassScore>,
     /// Rows gold, columns predicted, in `per_class` order (invalid predictions not counted).
@@ -71,12 +77,16 @@ pub fn report(gold: &[&str], pred: &[Option<&str>], order: &[&str]) -> Report {
         })
         .collect();
     let correct = gold.iter().zip(pred).filter(|(g, p)| **p == Some(**g)).count();
+    let predicted_as = |c: usize| (0..k).map(|r| confusion[r][c]).sum::<usize>();
+    let top = (0..k).max_by_key(|c| (predicted_as(*c), std::cmp::Reverse(*c))).filter(|c| predicted_as(*c) > 0);
     let total_support: usize = per_class.iter().map(|c| c.support).sum();
     Report {
         accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
         weighted_f1: if total_support == 0 { 0.0 } else { per_class.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / total_support as f64 },
         macro_f1: if k == 0 { 0.0 } else { per_class.iter().map(|c| c.f1).sum::<f64>() / k as f64 },
         invalid_rate: if n == 0 { 0.0 } else { pred.iter().filter(|p| p.is_none()).count() as f64 / n as f64 },
+        top_prediction: top.map(|c| labels[c].to_string()),
+        top_prediction_share: top.map_or(0.0, |c| predicted_as(c) as f64 / n.max(1) as f64),
         per_class,
         confusion,
     }

@@ -2,10 +2,10 @@
 //! groups, per-role metrics, and the iteration bookkeeping (steps per iteration, summaries).
 
 use crate::grpo::{Group, Sample};
-use crate::recognition::DevResult;
+use crate::evaluation::DevResult;
 use selfemo_datasets::{Corpus, Target};
 use selfemo_rewards::advantage::mean_std;
-use selfemo_selfplay::{ExpressionGroup, ExpressionItem, FilterCounts, RecognitionGroup, RecognitionItem, SelfPlayConfig};
+use selfemo_selfplay::{EmotionDraw, ExpressionGroup, ExpressionItem, FilterCounts, RecognitionGroup, RecognitionItem, SelfPlayConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -25,7 +25,8 @@ pub struct StepItems {
 
 /// The items of step `step`: `prompts_per_step` recognition items, of which up to
 /// `synthetic_share` (rounded) come from `synthetic` (cycled), the rest from `real` (cycled by
-/// the step's position); and the responder items answering the step's first real targets.
+/// the step's position); and the responder items answering the step's first real targets,
+/// their e* from `draw`.
 #[allow(clippy::too_many_arguments)]
 pub fn step_items(
     step: u64,
@@ -36,6 +37,7 @@ pub fn step_items(
     corpus: &Corpus,
     context_window: usize,
     seed: u64,
+    draw: &EmotionDraw,
 ) -> StepItems {
     let step = step as usize;
     let n_syn = ((config.synthetic_share * prompts_per_step as f64).round() as usize).min(synthetic.len());
@@ -45,7 +47,7 @@ pub fn step_items(
     let expression = (0..config.responder_prompts_per_step)
         .filter_map(|j| {
             let k = real_at(j);
-            ExpressionItem::from_target(corpus, real[k].0, context_window, EXPRESSION_IDS + k as u64, seed)
+            ExpressionItem::from_target(corpus, real[k].0, context_window, EXPRESSION_IDS + k as u64, seed, draw)
         })
         .collect();
     StepItems { recognition, expression }

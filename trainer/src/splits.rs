@@ -1,55 +1,205 @@
-//! How a run divides its train targets: the GRPO prompts, the reserve that dynamic sampling
-//! refills degenerate groups from, and the warm start's SFT examples, as disjoint consecutive
-//! slices of one seeded shuffle, so no prompt trained on with its gold label returns as an RL
-//! prompt and no refill repeats a prompt the steps use.
+//! How a run divides and draws its train targets. The seeded shuffle of the train targets is cut
+//! into disjoint pools, one per use: the GRPO prompts, the reserve that dynamic sampling refills
+//! degenerate groups from, and the warm start's SFT examples (so no prompt trained on with its
+//! gold label returns as an RL prompt, and no refill repeats a prompt the steps use). Each use
+//! then draws its targets from its own pool by label ([`LabelSampling`]).
 
+use crate::config::RunConfig;
+use crate::grpo::DegenerateGroups;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use selfemo_datasets::{Corpus, Emotion, Split, Target};
+use selfemo_selfplay::RecognitionItem;
+use serde::{Deserialize, Serialize};
 use std::ops::Range;
+
+/// What a run trains on: the GRPO prompts (cycled by the steps), the refill reserve, and the
+/// warm start's targets, drawn from disjoint pools of the train split.
+#[derive(Debug, Clone)]
+pub struct TrainData {
+    /// GRPO recognition items with their targets, in the order the steps use them.
+    pub real: Vec<(Target, RecognitionItem)>,
+    /// Fresh items for dynamic sampling (empty unless `degenerate_groups = "resample"`).
+    pub reserve: Vec<RecognitionItem>,
+    /// The warm start's targets, in training order.
+    pub warm_start: Vec<Target>,
+}
+
+impl TrainData {
+    /// The data of `config` on `corpus`: a seeded shuffle of the train targets (the first
+    /// `train_limit` of it when set), cut into pools and drawn from by label.
+    pub fn new(config: &RunConfig, corpus: &Corpus) -> Result<Self, String> {
+        let mut targets = corpus.targets(Split::Train);
+        if targets.is_empty() {
+            return Err(format!("{} has no labelled train utterances", corpus.dataset));
+        }
+        targets.shuffle(&mut rand::rngs::StdRng::seed_from_u64(config.seed));
+        if config.data.train_limit > 0 {
+            targets.truncate(config.data.train_limit);
+        }
+        let (g, ws) = (&config.grpo, &config.warm_start);
+        let needed = g.max_steps * g.prompts_per_step;
+        let reserve_size = if g.degenerate_groups == DegenerateGroups::Resample { needed } else { 0 };
+        let splits = TrainSplits::new(targets.len(), needed, reserve_size, ws.steps * ws.batch_size);
+        let label = |t: &Target| corpus.dialogues[t.dialogue].utterances[t.turn].label.expect("train targets are labelled");
+        let pick = |pool: &Range<usize>, count: usize, sampling: LabelSampling, salt: u64| -> Vec<Target> {
+            let pool = &targets[pool.clone()];
+            let labels: Vec<Emotion> = pool.iter().map(label).collect();
+            draw(&labels, count, sampling, config.seed ^ salt).into_iter().map(|i| pool[i]).collect()
+        };
+        let w = config.data.context_window;
+        let items = |ts: Vec<Target>, first_id: usize| -> Vec<(Target, RecognitionItem)> {
+            ts.into_iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(corpus, t, w, (first_id + k) as u64).map(|i| (t, i))).collect()
+        };
+        let sampling = config.data.label_sampling;
+        Ok(Self {
+            real: items(pick(&splits.grpo, needed, sampling, 1), 0),
+            reserve: items(pick(&splits.reserve, reserve_size, sampling, 2), needed).into_iter().map(|(_, i)| i).collect(),
+            warm_start: pick(&splits.warm_start, ws.steps * ws.batch_size, ws.label_sampling, 3),
+        })
+    }
+}
 
 /// Disjoint index ranges into the shuffled train targets, in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrainSplits {
-    /// Targets the GRPO steps cycle through.
+    /// The pool the GRPO steps draw their prompts from.
     pub grpo: Range<usize>,
-    /// Fresh targets for refilling degenerate groups.
+    /// The pool degenerate groups are refilled from.
     pub reserve: Range<usize>,
-    /// Targets of the warm start's SFT examples.
+    /// The pool of the warm start's SFT examples.
     pub warm_start: Range<usize>,
 }
 
 impl TrainSplits {
-    /// The first `grpo` of `n` targets, then `reserve`, then `warm_start`, each cut short (to
-    /// empty at worst) when the targets run out.
+    /// Pools for `grpo`, `reserve` and `warm_start` draws out of `n` targets, each a share of
+    /// the `n` targets proportional to its draws (a use without draws gets no pool), so every
+    /// pool holds at least its draws when they fit in `n`, and minority labels have as many
+    /// targets as the split allows when drawing by label.
     pub fn new(n: usize, grpo: usize, reserve: usize, warm_start: usize) -> Self {
-        let mut at = 0;
-        let mut take = |k: usize| {
-            let r = at..(at + k).min(n);
-            at = r.end;
-            r
-        };
-        Self { grpo: take(grpo), reserve: take(reserve), warm_start: take(warm_start) }
+        let total = (grpo + reserve + warm_start).max(1);
+        let cut = |draws: usize| draws * n / total;
+        let (a, b) = (cut(grpo), cut(grpo + reserve));
+        let end = if warm_start > 0 { n } else { b };
+        Self { grpo: 0..a, reserve: a..b, warm_start: b..end }
     }
+}
+
+/// How a use draws its targets from its pool, by gold label [RECON: the paper does not say].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSampling {
+    /// The pool in its (shuffled) order: labels in their natural proportions (MELD train is
+    /// 47% neutral).
+    #[default]
+    Natural,
+    /// Each draw's label uniform over the labels present: every class equally often.
+    Balanced,
+    /// Each draw's label with probability ∝ √n_c: between the two (a common compromise for
+    /// long-tailed classes, e.g. Mahajan et al. 2018).
+    Sqrt,
+}
+
+/// `count` indices into `labels` (the gold labels of a pool, in pool order): `natural` takes
+/// the pool in order, cycling; `balanced` and `sqrt` pick each draw's label at random (seeded)
+/// with their probabilities, then that label's next target in pool order, cycling within it.
+pub fn draw(labels: &[Emotion], count: usize, sampling: LabelSampling, seed: u64) -> Vec<usize> {
+    if labels.is_empty() {
+        return Vec::new();
+    }
+    let mut classes: Vec<(Emotion, Vec<usize>)> = Vec::new();
+    for (i, e) in labels.iter().enumerate() {
+        match classes.iter_mut().find(|(c, _)| c == e) {
+            Some((_, members)) => members.push(i),
+            None => classes.push((*e, vec![i])),
+        }
+    }
+    let weight = |n: usize| match sampling {
+        LabelSampling::Natural => n as f64,
+        LabelSampling::Balanced => 1.0,
+        LabelSampling::Sqrt => (n as f64).sqrt(),
+    };
+    if sampling == LabelSampling::Natural {
+        return (0..count).map(|i| i % labels.len()).collect();
+    }
+    let weights: Vec<f64> = classes.iter().map(|(_, m)| weight(m.len())).collect();
+    let total: f64 = weights.iter().sum();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut next = vec![0usize; classes.len()];
+    (0..count)
+        .map(|_| {
+            let mut u = rng.random::<f64>() * total;
+            let c = weights.iter().position(|w| {
+                u -= w;
+                u < 0.0
+            });
+            let c = c.unwrap_or(classes.len() - 1);
+            let members = &classes[c].1;
+            let i = members[next[c] % members.len()];
+            next[c] += 1;
+            i
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use selfemo_datasets::labels::MELD;
 
     #[test]
-    fn consecutive_slices_in_order() {
-        assert_eq!(TrainSplits::new(100, 48, 48, 128), TrainSplits { grpo: 0..48, reserve: 48..96, warm_start: 96..100 });
-        assert_eq!(TrainSplits::new(10, 4, 0, 3), TrainSplits { grpo: 0..4, reserve: 4..4, warm_start: 4..7 });
-        assert_eq!(TrainSplits::new(3, 4, 2, 2), TrainSplits { grpo: 0..3, reserve: 3..3, warm_start: 3..3 });
+    fn pools_are_proportional_to_their_draws() {
+        assert_eq!(TrainSplits::new(100, 48, 48, 104), TrainSplits { grpo: 0..24, reserve: 24..48, warm_start: 48..100 });
+        assert_eq!(TrainSplits::new(10, 4, 0, 0), TrainSplits { grpo: 0..10, reserve: 10..10, warm_start: 10..10 });
+        assert_eq!(TrainSplits::new(1000, 48, 0, 128), TrainSplits { grpo: 0..272, reserve: 272..272, warm_start: 272..1000 });
     }
 
     proptest! {
         #[test]
-        fn the_splits_never_overlap(n in 0usize..500, g in 0usize..300, r in 0usize..300, w in 0usize..300) {
+        fn pools_never_overlap_and_hold_their_draws_when_they_fit(n in 0usize..5000, g in 0usize..300, r in 0usize..300, w in 0usize..300) {
             let s = TrainSplits::new(n, g, r, w);
             let all: Vec<usize> = s.grpo.clone().chain(s.reserve.clone()).chain(s.warm_start.clone()).collect();
             prop_assert!(all.windows(2).all(|p| p[0] < p[1]), "strictly increasing, so disjoint: {:?}", s);
             prop_assert!(all.iter().all(|i| *i < n));
-            prop_assert_eq!(s.grpo.len(), g.min(n));
+            if g + r + w <= n {
+                prop_assert!(s.grpo.len() >= g && s.reserve.len() >= r && s.warm_start.len() >= w, "{:?}", s);
+            }
         }
+    }
+
+    fn pool() -> Vec<Emotion> {
+        // 16 neutral, 4 joy, 1 fear: a long tail
+        let e = |n: &str| MELD.parse(n).unwrap();
+        let mut v = vec![e("neutral"); 16];
+        v.splice(3..3, vec![e("joy"); 4]);
+        v.push(e("fear"));
+        v
+    }
+
+    #[test]
+    fn natural_sampling_is_the_pool_in_order() {
+        assert_eq!(draw(&pool(), 23, LabelSampling::Natural, 0), (0..21).chain(0..2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn balanced_and_sqrt_sampling_follow_their_label_shares() {
+        let p = pool();
+        let share = |sampling, label: &str| {
+            let d = draw(&p, 21_000, sampling, 7);
+            d.iter().filter(|i| p[**i].name() == label).count() as f64 / d.len() as f64
+        };
+        for label in ["neutral", "joy", "fear"] {
+            assert!((share(LabelSampling::Balanced, label) - 1.0 / 3.0).abs() < 0.015, "{label}");
+        }
+        // √16 : √4 : √1 = 4 : 2 : 1
+        assert!((share(LabelSampling::Sqrt, "neutral") - 4.0 / 7.0).abs() < 0.015);
+        assert!((share(LabelSampling::Sqrt, "fear") - 1.0 / 7.0).abs() < 0.015);
+        // Within a label, the pool order, cycling: fear (index 20) is drawn every time.
+        let d = draw(&p, 30, LabelSampling::Balanced, 1);
+        let joys: Vec<usize> = d.iter().copied().filter(|i| p[*i].name() == "joy").collect();
+        assert!(joys.len() >= 5 && joys[..5] == [3, 4, 5, 6, 3], "{joys:?}");
+        assert_eq!(draw(&p, 30, LabelSampling::Balanced, 1), d, "seeded");
+        assert!(draw(&[], 5, LabelSampling::Sqrt, 1).is_empty());
     }
 }

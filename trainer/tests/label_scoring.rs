@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use selfemo_datasets::{Dataset, Split};
 use selfemo_model::{Architecture, CausalLm, LoadOptions, LoadedModel, Message, ModelConfig, ModelSource};
-use selfemo_trainer::label_scoring::{ScorePrompt, ScoreQuery, TokenLayout, header_cache, layout, score_dialogue, score_targets};
+use selfemo_trainer::label_scoring::{ScorePrompt, ScoreQuery, TokenLayout, header_cache, layout, score_dialogue, score_prompts, score_targets};
 
 /// log π(label | prompt) from one uncached pass over prompt · label.
 fn alone(model: &CausalLm, prompt: &[u32], label: &[u32]) -> f64 {
@@ -41,6 +41,34 @@ fn shared_prefix_scores_equal_scoring_each_target_alone() {
             let shared = score_dialogue(&model, &layout, &queries, &header, rows);
             let gap = max_gap(&model, &layout, &queries, &shared);
             assert!(gap < 1e-4, "{arch:?}, {rows} rows: max |shared − alone| = {gap}");
+        }
+    }
+}
+
+#[test]
+fn whole_prompts_merged_into_a_prefix_tree_score_like_each_alone() {
+    for arch in [Architecture::Llama, Architecture::Qwen3] {
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 3, &Device::flex());
+        // A shared header, then prompts that share lines (a dialogue's targets), repeat, diverge
+        // at once, and differ in length; labels of 1 to 3 tokens.
+        let prompts: Vec<Vec<u32>> = vec![
+            vec![2, 3, 4, 10, 11, 40],
+            vec![2, 3, 4, 10, 11, 12, 13, 40, 41],
+            vec![2, 3, 4, 10, 11, 12, 13, 14, 40],
+            vec![2, 3, 4, 20, 40],
+            vec![2, 3, 4, 10, 11, 40],
+            vec![2, 3, 4, 10, 40, 42, 43],
+        ];
+        let labels = vec![vec![30], vec![31, 32], vec![33, 34, 35]];
+        for rows in [1, 3, 8] {
+            let scores = score_prompts(&model, &prompts, &labels, rows);
+            assert_eq!(scores.len(), prompts.len());
+            for (p, s) in prompts.iter().zip(&scores) {
+                for (l, x) in labels.iter().zip(s) {
+                    let gap = (alone(&model, p, l) - x).abs();
+                    assert!(gap < 1e-4, "{arch:?}, {rows} rows, prompt {p:?}, label {l:?}: gap {gap}");
+                }
+            }
         }
     }
 }

@@ -167,7 +167,7 @@ fn sft_loss_is_completion_cross_entropy_and_teaches_the_completion() {
 fn lora_trains_only_its_adapters_and_exports_merged_weights() {
     use burn::tensor::{Int, Tensor, TensorData};
     use selfemo_trainer::config::Trainable;
-    use selfemo_trainer::run::apply_trainable;
+    use selfemo_trainer::trainable::apply_trainable;
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
     let device = Device::flex().autodiff();
     let base = CausalLm::random(&config, 13, &device);

@@ -44,6 +44,18 @@ fn invalid_predictions_are_wrong_and_counted() {
     assert_eq!(r.invalid_rate, 2.0 / 3.0);
     assert_eq!(r.per_class[0].recall, 0.5);
     assert_eq!(r.per_class[0].precision, 1.0);
+    assert_eq!((r.top_prediction.as_deref(), r.top_prediction_share), (Some("joy"), 1.0 / 3.0), "of all predictions, invalid ones included");
+}
+
+#[test]
+fn the_most_frequent_prediction_and_its_share() {
+    // A collapsed policy: neutral for 4 of 5 targets (ties would go to the label-set order).
+    let r = report(&["joy", "neutral", "anger", "neutral", "joy"], &[Some("neutral"), Some("neutral"), Some("neutral"), Some("neutral"), Some("joy")], &["neutral", "joy", "anger"]);
+    assert_eq!((r.top_prediction.as_deref(), r.top_prediction_share), (Some("neutral"), 0.8));
+    let tie = report(&["joy", "anger"], &[Some("anger"), Some("joy")], &["neutral", "joy", "anger"]);
+    assert_eq!(tie.top_prediction.as_deref(), Some("joy"));
+    let none = report(&["joy"], &[None], &["joy"]);
+    assert_eq!((none.top_prediction, none.top_prediction_share), (None, 0.0));
 }
 
 /// PNG width and height from the IHDR chunk, after checking the signature.

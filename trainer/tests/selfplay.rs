@@ -6,7 +6,7 @@
 //! it rejected each rationale.
 
 use selfemo_datasets::Target;
-use selfemo_selfplay::{ExpressionItem, Kind, store};
+use selfemo_selfplay::{EmotionDraw, ExpressionItem, Kind, store};
 use selfemo_trainer::config::{RunConfig, WarmStartKind};
 use selfemo_trainer::run::{TrainOptions, train};
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,9 +52,10 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     let corpus = selfemo_datasets::load(c.data.dataset, None).unwrap();
     let labels = corpus.dataset.labels();
     // e* of each source utterance, rebuilt from the corpus
+    let draw = EmotionDraw::new(c.selfplay.target_emotion, &corpus);
     let e_star: BTreeMap<String, String> = (0..corpus.dialogues.len())
         .flat_map(|d| (0..corpus.dialogues[d].utterances.len()).map(move |t| Target { dialogue: d, turn: t }))
-        .filter_map(|t| ExpressionItem::from_target(&corpus, t, 1, 0, c.seed))
+        .filter_map(|t| ExpressionItem::from_target(&corpus, t, 1, 0, c.seed, &draw))
         .map(|i| (i.source, i.emotion.name().to_string()))
         .collect();
 
@@ -110,7 +111,8 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     // Steered samples (alpha 4 on every other responder sample) are weighed by min(π_old/π_steer, 1).
     // (A step whose responder targets are all neutral, which has no vector, samples unsteered.)
     let weights: Vec<f64> = out.rows.iter().filter_map(|r| r.values.get("steering/is_weight/mean").copied()).collect();
-    assert!(!weights.is_empty() && weights.iter().all(|w| *w > 0.0 && *w < 1.0), "the steered policy drew these tokens, so some weights are below 1: {weights:?}");
+    assert!(weights.iter().all(|w| *w > 0.0 && *w <= 1.0), "truncated at C = 1: {weights:?}");
+    assert!(weights.iter().any(|w| *w < 1.0), "the steered policy drew these tokens, so some weights are below 1: {weights:?}");
     // The first GRPO step's policy is the KL reference: KL 0; the warm start moved it away from the loaded model.
     assert!(out.rows[0].values["kl"].abs() < 1e-9, "KL at the first step: {}", out.rows[0].values["kl"]);
     assert!(out.rows[1].values["kl"] > 0.0);
@@ -118,11 +120,22 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     assert_eq!(out.iterations.len(), 2);
     assert_eq!(out.iterations.iter().map(|s| s.kept.kept_synthetic).sum::<usize>(), all.iter().filter(|r| r.kind == Kind::Synthetic).count());
     assert_eq!(out.iterations[0].flywheel_rows + out.iterations[1].flywheel_rows, all.len());
-    for f in ["plots/iterations.png", "plots/flywheel.png", "test.json", "best/model.safetensors", "final/model.safetensors"] {
+    for f in ["plots/dev_curve.png", "plots/flywheel.png", "test.json", "best/model.safetensors", "final/model.safetensors", "reference.bpk", "warm_start.json"] {
         assert!(out.run_dir.join(f).is_file(), "{f}");
     }
     let test = out.test.expect("a test evaluation");
-    assert_eq!(test.report.per_class.iter().map(|c| c.support).sum::<usize>(), 2, "test_limit targets");
+    for mode in ["score", "generate"] {
+        assert_eq!(test.reports[mode].per_class.iter().map(|c| c.support).sum::<usize>(), 2, "{mode}: test_limit targets");
+        assert_eq!(selfemo_trainer::predictions::read(&out.run_dir.join(format!("test-{mode}.predictions.parquet"))).unwrap().len(), 2);
+    }
+    // Every dev evaluation is on the curve, with its predictions; best/ holds the best one's model.
+    let stages: Vec<&str> = out.curve.iter().map(|e| e.stage.as_str()).collect();
+    assert_eq!(stages, ["before", "warm_start-6", "iteration-1", "iteration-2"]);
+    assert!(out.curve.windows(2).all(|w| w[0].train_seconds <= w[1].train_seconds) && out.curve[3].train_seconds > 0.0);
+    for s in &stages {
+        assert!(out.run_dir.join(format!("dev/{s}.predictions.parquet")).is_file(), "{s}");
+    }
+    assert_ne!(test.stage, "before");
 
     // Same seed, same config: the same flywheel files and metrics.
     let again = train(&RunConfig { name: "sp-again".into(), ..c }, TrainOptions::default()).unwrap();
