@@ -25,7 +25,7 @@ pub use device::parse_device;
 pub use generate::{Generation, generate};
 pub use model::{CausalLm, KvCache};
 pub use sampling::SamplingConfig;
-pub use score::completion_logprobs;
+pub use score::{completion_logprobs, completion_logprobs_tree};
 pub use steering::EmotionVectors;
 pub use tokenizer::{Message, TextTokenizer};
 pub use weights::LoadError;

@@ -181,3 +181,21 @@ fn steering_with_zero_vectors_is_bit_identical_and_touches_only_the_last_positio
     assert!(close(&rows[..4 * 32], &plain), "row 0 is unsteered");
     assert!(close(&rows[4 * 32..], &steered), "row 1 is steered alone");
 }
+
+/// The prefix-tree layout of training log-probs equals the padded one: shared prompts (G
+/// completions of each), a prompt that is a prefix of another, a lone prompt.
+#[test]
+fn tree_completion_logprobs_equal_the_padded_ones() {
+    use selfemo_model::completion_logprobs_tree;
+    for arch in [Architecture::Llama, Architecture::Qwen3] {
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 4, &Device::flex());
+        let prompts = vec![vec![3, 17, 42, 5], vec![3, 17, 42, 5], vec![3, 17, 42, 5, 9], vec![90, 1], vec![3, 17, 42, 5]];
+        let completions = vec![vec![7, 8, 9], vec![7, 10], vec![11], vec![12, 13, 14, 15], vec![7, 8, 9]];
+        let padded: Vec<f32> = completion_logprobs(&model, &prompts, &completions, 0, 0.7).into_data().try_to_vec().unwrap();
+        let tree: Vec<f32> = completion_logprobs_tree(&model, &prompts, &completions, 0.7).into_data().try_to_vec().unwrap();
+        assert_eq!(padded.len(), 13);
+        let gap = padded.iter().zip(&tree).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(gap < 1e-4, "{arch:?}: {padded:?} vs {tree:?}");
+        assert_eq!(tree[..3], tree[10..], "a repeated sequence gets the same log-probs");
+    }
+}

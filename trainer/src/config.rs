@@ -3,7 +3,7 @@
 
 use crate::evaluation::EvalMode;
 use crate::loss::{Clip, LossType};
-use crate::splits::LabelSampling;
+use crate::splits::{Batching, LabelSampling};
 use crate::optim::AdamWSettings;
 use selfemo_datasets::Dataset;
 use selfemo_model::SamplingConfig;
@@ -71,6 +71,10 @@ pub struct WarmStartSection {
     pub learning_rate: f64,
     /// How the examples are drawn by gold label (default `natural`) [RECON].
     pub label_sampling: LabelSampling,
+    /// How examples form batches: `random` draws, or `dialogue` (a dialogue's targets
+    /// together, so their shared lines run once in the batch's prefix tree; natural label
+    /// proportions) (default `random`).
+    pub batching: Batching,
     /// Evaluate on dev every n SFT steps, the best-dev model kept (default 0: only at the end).
     pub eval_every: usize,
     /// Stop the warm start once this many minutes of SFT have run (default 0: no limit; `steps`
@@ -87,6 +91,7 @@ impl Default for WarmStartSection {
             batch_size: 8,
             learning_rate: 1e-4,
             label_sampling: LabelSampling::Natural,
+            batching: Batching::Random,
             eval_every: 0,
             minutes: 0.0,
         }
@@ -225,6 +230,15 @@ pub struct GrpoSection {
     /// Micro-batches per optimiser step, their gradients summed (default 1): the same step
     /// with less memory.
     pub gradient_accumulation_steps: usize,
+    /// Train on prefix trees: each GRPO micro-batch (and each SFT batch) runs as one
+    /// tree-masked sequence in which what its sequences share (a group's prompt, a header)
+    /// runs once; `false` runs padded rows, the prompt once per completion (default true).
+    /// Both give the same loss and gradients up to float rounding.
+    pub prefix_sharing: bool,
+    /// Most tokens one forward/backward pass runs, a prompt counted once per group with
+    /// prefix sharing: a micro-batch over it is split into several passes whose gradients add
+    /// up (default 4096; 0 = no limit). Bounds memory for long prompts and completions.
+    pub max_tree_tokens: usize,
     /// Groups whose rewards are all equal: keep (zero advantage, TRL) or drop (out of the loss,
     /// DAPO's filter without refilling) (default keep).
     pub degenerate_groups: crate::grpo::DegenerateGroups,
@@ -263,6 +277,8 @@ impl Default for GrpoSection {
             loss_type: LossType::Dapo,
             num_iterations: 1,
             gradient_accumulation_steps: 1,
+            prefix_sharing: true,
+            max_tree_tokens: 4096,
             degenerate_groups: crate::grpo::DegenerateGroups::Keep,
             max_completion_length: 48,
             mask_truncated_completions: false,
@@ -303,6 +319,8 @@ impl GrpoSection {
             num_iterations: self.num_iterations,
             gradient_accumulation_steps: self.gradient_accumulation_steps,
             importance_cap,
+            prefix_sharing: self.prefix_sharing,
+            max_tree_tokens: self.max_tree_tokens,
             degenerate_groups: self.degenerate_groups,
             pad,
         }
@@ -423,6 +441,9 @@ impl RunConfig {
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
         self.selfplay.validate()?;
         finite("warm_start.minutes", self.warm_start.minutes, self.warm_start.minutes >= 0.0)?;
+        if self.warm_start.batching == Batching::Dialogue && self.warm_start.label_sampling != LabelSampling::Natural {
+            return Err("warm_start.batching = \"dialogue\" keeps each dialogue's targets together, so it needs warm_start.label_sampling = \"natural\"".into());
+        }
         if self.eval.test_modes.is_empty() {
             return Err("eval.test_modes must name at least one mode (score, generate)".into());
         }

@@ -5,7 +5,7 @@ use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
 use crate::optim::{LrSchedule, clip_global_norm};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use selfemo_model::{CausalLm, Generation, SamplingConfig, completion_logprobs, generate};
+use selfemo_model::{CausalLm, Generation, SamplingConfig, completion_logprobs, completion_logprobs_tree, generate};
 use selfemo_rewards::{ScaleRewards, advantages};
 pub use selfemo_selfplay::sample_seed;
 
@@ -122,8 +122,26 @@ pub struct UpdateSettings {
     pub gradient_accumulation_steps: usize,
     /// C of the truncated importance weight min(π_old/π_behaviour, C) of steered tokens.
     pub importance_cap: f64,
+    /// Run each micro-batch as one prefix tree (a group's prompt once) instead of padded rows
+    /// (the prompt once per completion): the same loss and gradients, less work.
+    pub prefix_sharing: bool,
+    /// Most tokens one pass runs (a micro-batch over it is split further; 0 = no limit):
+    /// bounds the memory of long prompts and completions, not the maths.
+    pub max_tree_tokens: usize,
     /// Pad id.
     pub pad: u32,
+}
+
+impl UpdateSettings {
+    /// log π(o_t | q, o_<t) of every completion token at the sampling temperature, in the
+    /// layout `prefix_sharing` chooses.
+    pub fn logprobs(&self, model: &CausalLm, prompts: &[Vec<u32>], completions: &[Vec<u32>]) -> Tensor<1> {
+        if self.prefix_sharing {
+            completion_logprobs_tree(model, prompts, completions, self.temperature)
+        } else {
+            completion_logprobs(model, prompts, completions, self.pad, self.temperature)
+        }
+    }
 }
 
 /// What a group whose rewards are all equal (no learning signal) does in the update.
@@ -172,6 +190,35 @@ pub struct NonFinite {
     pub value: f64,
     /// Which of the μ steps.
     pub step: usize,
+}
+
+/// Sample bounds of the micro-batches: `parts` consecutive runs as even as possible, each cut
+/// further so that no pass holds more than `budget` tokens (a prompt counted once for the
+/// consecutive samples that share it, as a prefix tree runs it; a lone sample over the budget
+/// is its own pass). `budget` 0 = no limit.
+pub fn micro_batches(prompts: &[Vec<u32>], lengths: &[usize], parts: usize, budget: usize) -> Vec<usize> {
+    let n = prompts.len();
+    let parts = parts.clamp(1, n.max(1));
+    let even: Vec<usize> = (0..=parts).map(|i| i * n / parts).collect();
+    let mut bounds = vec![0];
+    for w in even.windows(2) {
+        let mut tokens = 0;
+        for i in w[0]..w[1] {
+            let cost = lengths[i] + if i == w[0] || prompts[i] != prompts[i - 1] { prompts[i].len() } else { 0 };
+            if budget > 0 && tokens > 0 && tokens + cost > budget {
+                bounds.push(i);
+                tokens = prompts[i].len() + lengths[i];
+            } else {
+                tokens += cost;
+            }
+        }
+        bounds.push(w[1]);
+    }
+    bounds.dedup();
+    if bounds.len() == 1 {
+        bounds.push(0);
+    }
+    bounds
 }
 
 /// The truncated importance weight min(π_old/π_behaviour, C) of each token of a sample (1 for
@@ -230,7 +277,7 @@ pub fn update(
     }
     let ref_logprobs = match (reference, settings.clip.beta > 0.0) {
         (Some(r), true) => {
-            let lp = completion_logprobs(r, &prompts, &completions, settings.pad, settings.temperature);
+            let lp = settings.logprobs(r, &prompts, &completions);
             Some(lp.try_to_vec_as::<f32>().expect("the backend reads back its own tensor"))
         }
         _ => None,
@@ -245,9 +292,9 @@ pub fn update(
     };
     let importance_weight = (!steered.is_empty()).then(|| steered.iter().sum::<f64>() / steered.len() as f64);
     let mut per_step: Vec<(f64, f64, LossStats)> = Vec::new();
-    // Micro-batches: consecutive samples, as even as possible, and their token ranges.
-    let parts = settings.gradient_accumulation_steps.clamp(1, samples.len().max(1));
-    let bounds: Vec<usize> = (0..=parts).map(|i| i * samples.len() / parts).collect();
+    // Micro-batches: consecutive samples, as even as possible, each within the token budget.
+    let bounds = micro_batches(&prompts, &lengths, settings.gradient_accumulation_steps, settings.max_tree_tokens);
+    let parts = bounds.len() - 1;
     let token_start = |i: usize| lengths[..bounds[i]].iter().sum::<usize>();
     let steps = settings.num_iterations.max(1);
     for step in 0..steps {
@@ -255,7 +302,7 @@ pub fn update(
         let mut parts_stats = Vec::with_capacity(parts);
         for i in 0..parts {
             let (samples, tokens) = (bounds[i]..bounds[i + 1], token_start(i)..token_start(i + 1));
-            let logprobs = completion_logprobs(&model, &prompts[samples.clone()], &completions[samples], settings.pad, settings.temperature);
+            let logprobs = settings.logprobs(&model, &prompts[samples.clone()], &completions[samples]);
             let (loss, loss_stats) = grpo_loss(logprobs, &batch.slice(tokens.clone()), settings.clip);
             if !loss_stats.loss.is_finite() {
                 return (model, Err(NonFinite { what: "loss", value: loss_stats.loss, step }));

@@ -241,9 +241,10 @@ fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targets: &[Targ
         learning_rate: ws.learning_rate,
         budget: (ws.minutes > 0.0).then(|| Duration::from_secs_f64(ws.minutes * 60.0)),
         every: ws.eval_every,
+        prefix_sharing: c.grpo.prefix_sharing,
     };
     let mut evaluate = |step: usize, m: &CausalLm, seconds: f64| s.evaluate(curve, &m.valid(), &format!("warm_start-{step}"), 0, seconds).map(|_| ());
-    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples, tok, &plan, &mut evaluate)?;
+    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples, tok.pad_id, &plan, &mut evaluate)?;
     let (first, last) = (outcome.losses.first().copied(), outcome.losses.last().copied());
     let seen_examples = (outcome.losses.len() * ws.batch_size).min(examples.len());
     let record = WarmStartRecord { steps: outcome.losses.len(), examples: seen_examples, distinct: by_target.len(), first_loss: first, last_loss: last, seconds: outcome.seconds };
@@ -439,8 +440,8 @@ fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Flywheel, k: u
         serde_json::json!({ "source": item.source, "label": item.gold.name(), "completion": completion })
     });
     write_json_lines(&s.run_dir.join(format!("iter-{k}/replay.jsonl")), lines)?;
-    let plan = SftPlan { steps, batch_size: sp.sft_batch_size, learning_rate: sp.sft_learning_rate, budget: None, every: 0 };
-    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples.iter().collect::<Vec<_>>(), tok, &plan, &mut |_, _, _| Ok(()))?;
+    let plan = SftPlan { steps, batch_size: sp.sft_batch_size, learning_rate: sp.sft_learning_rate, budget: None, every: 0, prefix_sharing: c.grpo.prefix_sharing };
+    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples.iter().collect::<Vec<_>>(), tok.pad_id, &plan, &mut |_, _, _| Ok(()))?;
     let losses = &outcome.losses;
     writeln!(s.events.borrow_mut(), "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:?}", losses.len(), examples.len(), k - 1, losses.first().zip(losses.last()))?;
     Ok((model, outcome.seconds))

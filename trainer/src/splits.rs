@@ -55,7 +55,10 @@ impl TrainData {
         Ok(Self {
             real: items(pick(&splits.grpo, needed, sampling, 1), 0),
             reserve: items(pick(&splits.reserve, reserve_size, sampling, 2), needed).into_iter().map(|(_, i)| i).collect(),
-            warm_start: pick(&splits.warm_start, ws.steps * ws.batch_size, ws.label_sampling, 3),
+            warm_start: match ws.batching {
+                Batching::Random => pick(&splits.warm_start, ws.steps * ws.batch_size, ws.label_sampling, 3),
+                Batching::Dialogue => by_dialogue(&targets[splits.warm_start.clone()], ws.steps * ws.batch_size),
+            },
         })
     }
 }
@@ -83,6 +86,34 @@ impl TrainSplits {
         let end = if warm_start > 0 { n } else { b };
         Self { grpo: 0..a, reserve: a..b, warm_start: b..end }
     }
+}
+
+/// How SFT examples are ordered into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Batching {
+    /// Drawn one by one (by `label_sampling`): independent examples per batch.
+    #[default]
+    Random,
+    /// The pool's dialogues in a seeded order, each one's targets in turn order, so that a
+    /// batch holds the targets of one or two dialogues and its prefix tree runs their shared
+    /// lines once (labels in their natural proportions).
+    Dialogue,
+}
+
+/// `count` targets of `pool` (a shuffled slice), dialogue after dialogue in the order their
+/// first target appears, each dialogue's targets by turn, cycled.
+pub fn by_dialogue(pool: &[Target], count: usize) -> Vec<Target> {
+    let mut dialogues: Vec<usize> = Vec::new();
+    for t in pool {
+        if !dialogues.contains(&t.dialogue) {
+            dialogues.push(t.dialogue);
+        }
+    }
+    let rank: std::collections::HashMap<usize, usize> = dialogues.iter().enumerate().map(|(r, d)| (*d, r)).collect();
+    let mut ordered = pool.to_vec();
+    ordered.sort_by_key(|t| (rank[&t.dialogue], t.turn));
+    (0..count).filter(|_| !ordered.is_empty()).map(|i| ordered[i % ordered.len()]).collect()
 }
 
 /// How a use draws its targets from its pool, by gold label [RECON: the paper does not say].
@@ -175,6 +206,14 @@ mod tests {
         v.splice(3..3, vec![e("joy"); 4]);
         v.push(e("fear"));
         v
+    }
+
+    #[test]
+    fn dialogue_batching_keeps_each_dialogue_together_in_turn_order() {
+        let t = |dialogue, turn| Target { dialogue, turn };
+        let pool = [t(5, 2), t(1, 0), t(5, 0), t(1, 3), t(9, 1), t(5, 1)];
+        assert_eq!(by_dialogue(&pool, 8), [t(5, 0), t(5, 1), t(5, 2), t(1, 0), t(1, 3), t(9, 1), t(5, 0), t(5, 1)]);
+        assert!(by_dialogue(&[], 3).is_empty());
     }
 
     #[test]

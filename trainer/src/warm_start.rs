@@ -6,7 +6,7 @@
 use crate::loss::sft_loss;
 use crate::recognition::RecognitionPrompt;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use selfemo_model::{CausalLm, TextTokenizer, completion_logprobs};
+use selfemo_model::{CausalLm, TextTokenizer, completion_logprobs, completion_logprobs_tree};
 use std::time::{Duration, Instant};
 
 /// An SFT example: prompt ids and completion ids.
@@ -37,6 +37,8 @@ pub struct SftPlan {
     pub budget: Option<Duration>,
     /// Call `checkpoint` after every n steps (0 = never; the last step is always reported).
     pub every: usize,
+    /// Run each batch as one prefix tree (see [`selfemo_model::completion_logprobs_tree`]).
+    pub prefix_sharing: bool,
 }
 
 /// What an SFT pass did.
@@ -49,14 +51,15 @@ pub struct SftOutcome {
 }
 
 /// Runs up to `plan.steps` SFT steps over `examples` (cycled, `batch_size` per step, in
-/// order; an example may appear many times), stopping early when the budget is spent. After every `plan.every` steps and after
+/// order; an example may appear many times; rows padded with `pad`), stopping early when the
+/// budget is spent. After every `plan.every` steps and after
 /// the last, `checkpoint(step, model, seconds so far)` runs (an evaluation, say); its time does
 /// not count against the budget.
 pub fn sft(
     mut model: CausalLm,
     optim: &mut ModuleOptimizer,
     examples: &[&Example],
-    tok: &TextTokenizer,
+    pad: u32,
     plan: &SftPlan,
     checkpoint: &mut dyn FnMut(usize, &CausalLm, f64) -> anyhow::Result<()>,
 ) -> anyhow::Result<(CausalLm, SftOutcome)> {
@@ -69,7 +72,8 @@ pub fn sft(
         let batch: Vec<&Example> = (0..plan.batch_size).map(|i| examples[(step * plan.batch_size + i) % examples.len()]).collect();
         let prompts: Vec<Vec<u32>> = batch.iter().map(|e| e.0.clone()).collect();
         let completions: Vec<Vec<u32>> = batch.iter().map(|e| e.1.clone()).collect();
-        let loss = sft_loss(completion_logprobs(&model, &prompts, &completions, tok.pad_id, 1.0));
+        let logprobs = if plan.prefix_sharing { completion_logprobs_tree(&model, &prompts, &completions, 1.0) } else { completion_logprobs(&model, &prompts, &completions, pad, 1.0) };
+        let loss = sft_loss(logprobs);
         let value = loss.clone().into_scalar::<f32>() as f64;
         anyhow::ensure!(value.is_finite(), "SFT step {}: non-finite loss {value}", step + 1);
         let grads = GradientsParams::from_grads(loss.backward(), &model);

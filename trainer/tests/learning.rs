@@ -43,6 +43,8 @@ fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_i
         num_iterations,
         gradient_accumulation_steps: 1,
         importance_cap: 1.0,
+        prefix_sharing: false,
+        max_tree_tokens: 0,
         degenerate_groups: DegenerateGroups::Keep,
         pad: 0,
     }
@@ -310,4 +312,124 @@ fn each_of_the_mu_steps_takes_its_own_scheduled_rate() {
     // 0.1 + 0.9 · (1 + cos(2π/5)) / 2 = 0.6890576474687264 of the peak
     assert!((stats.unwrap().learning_rate - 6.890_576_474_687_264e-3).abs() < 1e-15);
     assert!((schedule.at(5) - 1e-3).abs() < 1e-15, "the last optimiser step runs at the floor");
+}
+
+#[test]
+fn an_sft_pass_reports_every_n_steps_and_stops_when_its_budget_is_spent() {
+    use selfemo_trainer::warm_start::{Example, SftPlan, sft};
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
+    let model = CausalLm::random(&config, 9, &Device::flex().autodiff());
+    let examples: Vec<Example> = vec![(vec![1, 2, 4, 3], vec![8, 9]), (vec![1, 5, 3], vec![10])];
+    let refs: Vec<&Example> = examples.iter().collect();
+    let plan = SftPlan { steps: 7, batch_size: 2, learning_rate: 1e-2, budget: None, every: 3, prefix_sharing: true };
+    let mut seen = Vec::new();
+    let (_, out) = sft(model.clone(), &mut AdamWSettings::default().build(), &refs, 0, &plan, &mut |step, _, seconds| {
+        seen.push((step, seconds));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [3, 6, 7], "every 3 steps and the last");
+    assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1) && (seen[2].1 - out.seconds).abs() < 1e-12);
+    assert_eq!(out.losses.len(), 7);
+    assert!(out.losses[6] < out.losses[0], "it learns: {:?}", out.losses);
+    // A budget already spent after the first step: one step, reported as the last.
+    let tight = SftPlan { budget: Some(std::time::Duration::from_nanos(1)), ..plan };
+    let mut calls = Vec::new();
+    let (_, out) = sft(model, &mut AdamWSettings::default().build(), &refs, 0, &tight, &mut |step, _, _| {
+        calls.push(step);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((out.losses.len(), calls), (1, vec![1]));
+}
+
+/// Every trainable parameter's gradient, flattened in visiting order.
+fn gradients(model: &CausalLm, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
+    struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1.push(g.into_data().try_to_vec().unwrap());
+            }
+        }
+    }
+    let mut c = Collect(grads, Vec::new());
+    model.visit(&mut c);
+    c.1
+}
+
+#[test]
+fn the_prefix_tree_layout_gives_the_padded_loss_and_every_gradient() {
+    use burn::optim::GradientsParams;
+    use selfemo_trainer::config::Trainable;
+    use selfemo_trainer::loss::{TokenBatch, grpo_loss};
+    use selfemo_trainer::trainable::apply_trainable;
+    for arch in [Architecture::Llama, Architecture::Qwen3] {
+        for (g, beta, lora) in [(1, 0.0, false), (4, 0.04, false), (4, 0.04, true)] {
+            let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(arch) };
+            let base = CausalLm::random(&config, 21, &Device::flex().autodiff());
+            let model = if lora { apply_trainable(base, &Trainable::Lora { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "down_proj".into()] }, 3) } else { base };
+            let reference = CausalLm::random(&config, 22, &Device::flex());
+            // Groups of G ragged completions of prompts that share a header, one of them twice.
+            let prompts_g = [vec![1, 2, 3, 4, 5], vec![1, 2, 3, 9], vec![1, 2, 3, 4, 5]];
+            let (mut prompts, mut completions) = (Vec::new(), Vec::new());
+            for (i, p) in prompts_g.iter().enumerate() {
+                for j in 0..g {
+                    prompts.push(p.clone());
+                    completions.push((0..1 + (i + j) % 3).map(|k| (6 + i + j + k) as u32 % 16).collect::<Vec<u32>>());
+                }
+            }
+            let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
+            let n: usize = lengths.iter().sum();
+            let layout = |sharing: bool| {
+                let s = UpdateSettings { prefix_sharing: sharing, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta }, LossType::Dapo, 3, 1) };
+                let reference_lp = s.logprobs(&reference, &prompts, &completions).into_data().try_to_vec::<f32>().unwrap();
+                let batch = TokenBatch {
+                    old_logprobs: reference_lp.iter().map(|x| x + 0.1).collect(),
+                    ref_logprobs: (beta > 0.0).then(|| reference_lp.clone()),
+                    advantages: (0..n).map(|i| (i % 5) as f32 - 2.0).collect(),
+                    importance: vec![1.0; n],
+                    weights: LossType::Dapo.token_weights(&lengths, &vec![true; lengths.len()], 3).into_iter().map(|w| w as f32).collect(),
+                };
+                let (loss, stats) = grpo_loss(s.logprobs(&model, &prompts, &completions), &batch, s.clip);
+                (stats.loss, gradients(&model, &GradientsParams::from_grads(loss.backward(), &model)))
+            };
+            let ((padded_loss, padded), (tree_loss, tree)) = (layout(false), layout(true));
+            assert!((padded_loss - tree_loss).abs() < 1e-5, "{arch:?} G={g}: loss {padded_loss} vs {tree_loss}");
+            assert_eq!(padded.len(), tree.len());
+            assert!(!padded.is_empty());
+            for (a, b) in padded.iter().zip(&tree) {
+                let gap = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                let scale = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max).max(1e-3);
+                assert!(gap / scale < 1e-4, "{arch:?} G={g} beta={beta} lora={lora}: gradient gap {gap} (scale {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn passes_cut_by_the_token_budget_take_the_same_step_as_one_pass() {
+    use selfemo_trainer::grpo::micro_batches;
+    // Prompts of 4, 4 (the same: counted once), 3 tokens; completions of 2, 1, 2.
+    let rows = vec![vec![1, 2, 3, 4], vec![1, 2, 3, 4], vec![5, 6, 7]];
+    assert_eq!(micro_batches(&rows, &[2, 1, 2], 1, 0), [0, 3], "no limit: one pass");
+    assert_eq!(micro_batches(&rows, &[2, 1, 2], 1, 7), [0, 2, 3], "4 + 2 + 1 = 7 fit, the third needs 5 more");
+    assert_eq!(micro_batches(&rows, &[2, 1, 2], 1, 3), [0, 1, 2, 3], "every sample over the budget is its own pass");
+    assert_eq!(micro_batches(&rows, &[2, 1, 2], 2, 0), [0, 1, 3], "even parts first");
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
+    let model = CausalLm::random(&config, 8, &Device::flex().autodiff());
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
+    let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 4, 0, &[], 0);
+    for (i, s) in groups.iter_mut().flat_map(|g| g.samples.iter_mut()).enumerate() {
+        s.reward = (i % 3) as f64;
+    }
+    let step = |budget: usize| {
+        let s = UpdateSettings { prefix_sharing: true, max_tree_tokens: budget, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1) };
+        let (m, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &s, &LrSchedule::constant(1e-2), 0);
+        (m.model.layers[1].mlp.gate_proj.weight.val().into_data().try_to_vec::<f32>().unwrap(), stats.unwrap())
+    };
+    let ((one, a), (cut, b)) = (step(0), step(6));
+    let gap = one.iter().zip(&cut).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(gap < 5e-5, "max weight difference {gap} (lr 1e-2; Adam's first step is lr·g/|g|, so rounding in near-zero gradients shows)");
+    assert!((a.loss - b.loss).abs() < 1e-6 && (a.grad_norm - b.grad_norm).abs() < 1e-5, "{a:?} vs {b:?}");
 }
