@@ -52,10 +52,16 @@ pub fn write(path: &Path, corpora: &[Corpus]) -> Result<()> {
         ],
     )
     .map_err(|e| DataError::in_file(path, format!("cannot build the table: {e}")))?;
+    write_parquet(path, &batch)
+}
+
+/// Writes one record batch to `path` as zstd Parquet, atomically (a temporary name, then a
+/// rename); errors name the file. Every table of the project is written through it.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     write_atomically(path, |out| {
         let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(props)).map_err(std::io::Error::other)?;
-        writer.write(&batch).map_err(std::io::Error::other)?;
+        writer.write(batch).map_err(std::io::Error::other)?;
         writer.close().map_err(std::io::Error::other)?;
         Ok(())
     })

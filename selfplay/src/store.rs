@@ -6,7 +6,6 @@ use crate::flywheel::{FlywheelRow, Kind};
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{Array, ArrayRef, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use selfemo_datasets::unified::strings;
 use selfemo_datasets::{DataError, Result, Utterance};
@@ -70,16 +69,7 @@ pub fn write(path: &Path, rows: &[FlywheelRow]) -> Result<()> {
     }
     columns.extend(REWARD_COLUMNS.iter().map(|c| Arc::new(rows.iter().map(|r| reward_of(r, c)).collect::<Float64Array>()) as ArrayRef));
     let batch = RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| err(format!("cannot build the table: {e}")))?;
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default()))
-        .build();
-    selfemo_datasets::atomic::write_atomically(path, |out| {
-        let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(props)).map_err(std::io::Error::other)?;
-        writer.write(&batch).map_err(std::io::Error::other)?;
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
-    })
-    .map_err(|e| err(format!("cannot write: {e}")))
+    selfemo_datasets::unified::write_parquet(path, &batch)
 }
 
 /// Reads a flywheel file back; errors name the file, and the row and column at fault.

@@ -7,7 +7,6 @@ use crate::scores::{Report, report};
 use arrow_array::builder::{Float64Builder, ListBuilder};
 use arrow_array::{Array, ArrayRef, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use selfemo_datasets::{Corpus, DataError, Emotion, LabelSet, Target};
 use std::path::{Path, PathBuf};
@@ -83,16 +82,7 @@ pub fn write(path: &Path, corpus: &Corpus, predictions: &[Prediction]) -> selfem
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its folder: {e}")))?;
     }
     let batch = RecordBatch::try_new(Arc::new(schema()), columns).map_err(|e| err(format!("cannot build the table: {e}")))?;
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default()))
-        .build();
-    selfemo_datasets::atomic::write_atomically(path, |out| {
-        let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(props)).map_err(std::io::Error::other)?;
-        writer.write(&batch).map_err(std::io::Error::other)?;
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
-    })
-    .map_err(|e| err(format!("cannot write: {e}")))
+    selfemo_datasets::unified::write_parquet(path, &batch)
 }
 
 /// A row read back: the text columns by name, the turn, and the label log-probs.

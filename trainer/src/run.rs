@@ -104,19 +104,8 @@ impl Session<'_> {
     /// and `best/` when it is the best so far.
     fn evaluate(&self, curve: &mut DevCurve, model: &CausalLm, stage: &str, step: u64, train_seconds: f64) -> Result<DevResult> {
         let dev = self.evaluator.dev(model, &self.run_dir.join(format!("dev/{stage}.predictions.parquet")))?;
-        let r = &dev.report;
-        self.log(&format!(
-            "dev {stage} ({} mode, {} targets, {:.1} min of training): accuracy {:.4}  weighted F1 {:.4}  macro F1 {:.4}  invalid {:.3}  top {} {:.2}",
-            dev.mode.name(),
-            self.evaluator.dev.len(),
-            train_seconds / 60.0,
-            r.accuracy,
-            r.weighted_f1,
-            r.macro_f1,
-            r.invalid_rate,
-            r.top_prediction.as_deref().unwrap_or("-"),
-            r.top_prediction_share
-        ))?;
+        let n = self.evaluator.dev.len();
+        self.log(&format!("dev {stage} ({} mode, {n} targets, {:.1} min of training): {}", dev.mode.name(), train_seconds / 60.0, dev.report.summary()))?;
         let point = Evaluation { stage: stage.to_string(), step, train_seconds, dev: dev.clone() };
         curve.record(point, || self.export(model, &self.run_dir.join("best")))?;
         Ok(dev)
@@ -481,15 +470,7 @@ fn test_best(s: &Session, curve: &DevCurve, final_model: &CausalLm, device: &bur
     let Some(reports) = s.evaluator.test(model, s.run_dir, adjustment.as_ref())? else { return Ok(None) };
     let stage = best.map_or("final".to_string(), |b| b.stage.clone());
     for (mode, r) in &reports {
-        s.log(&format!(
-            "test ({stage}, best dev; {mode}): accuracy {:.4}  weighted F1 {:.4}  macro F1 {:.4}  invalid {:.3}  top {} {:.2}",
-            r.accuracy,
-            r.weighted_f1,
-            r.macro_f1,
-            r.invalid_rate,
-            r.top_prediction.as_deref().unwrap_or("-"),
-            r.top_prediction_share
-        ))?;
+        s.log(&format!("test ({stage}, best dev; {mode}): {}", r.summary()))?;
     }
     let result = TestResult { stage, reports, logit_adjustment: adjustment };
     write_json(&s.run_dir.join("test.json"), &result)?;

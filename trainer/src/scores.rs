@@ -46,6 +46,22 @@ pub struct Report {
     pub confusion: Vec<Vec<usize>>,
 }
 
+impl Report {
+    /// The headline numbers on one line: accuracy, weighted and macro F1, invalid share, and
+    /// the most frequent prediction with its share.
+    pub fn summary(&self) -> String {
+        format!(
+            "accuracy {:.4}  weighted F1 {:.4}  macro F1 {:.4}  invalid {:.3}  top {} {:.2}",
+            self.accuracy,
+            self.weighted_f1,
+            self.macro_f1,
+            self.invalid_rate,
+            self.top_prediction.as_deref().unwrap_or("-"),
+            self.top_prediction_share
+        )
+    }
+}
+
 /// Scores `pred` against `gold` (same length); `order` gives the label order (the dataset's set).
 pub fn report(gold: &[&str], pred: &[Option<&str>], order: &[&str]) -> Report {
     assert_eq!(gold.len(), pred.len(), "one prediction per gold label");
