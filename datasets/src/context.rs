@@ -39,9 +39,7 @@ mod tests {
         Dialogue {
             id: "d".into(),
             split: Split::Train,
-            utterances: (0..n)
-                .map(|i| Utterance { speaker: format!("s{}", i % 2), text: format!("u{i}"), label: None })
-                .collect(),
+            utterances: (0..n).map(|i| Utterance { speaker: format!("s{}", i % 2), text: format!("u{i}"), label: None }).collect(),
         }
     }
 

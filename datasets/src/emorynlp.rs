@@ -105,12 +105,6 @@ pub fn parse_dagerc(bytes: &[u8], file: &Path, split: Split) -> Result<Vec<Dialo
 }
 
 /// Maps a label through `set`, or errors naming the JSON path.
-pub(crate) fn parse_label(
-    set: &LabelSet,
-    label: &str,
-    file: &Path,
-    path: impl FnOnce() -> String,
-) -> Result<crate::labels::Emotion> {
-    set.parse(label)
-        .ok_or_else(|| DataError::at_path(file, path(), format!("unknown label {label:?} (expected one of {})", set.joined())))
+pub(crate) fn parse_label(set: &LabelSet, label: &str, file: &Path, path: impl FnOnce() -> String) -> Result<crate::labels::Emotion> {
+    set.parse(label).ok_or_else(|| DataError::at_path(file, path(), format!("unknown label {label:?} (expected one of {})", set.joined())))
 }

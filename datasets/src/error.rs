@@ -68,11 +68,7 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], file: &st
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_data() {
-            DataError::at_path(file, path, inner.to_string())
-        } else {
-            DataError::at_line(file, inner.line() as u64, inner.to_string())
-        }
+        if inner.is_data() { DataError::at_path(file, path, inner.to_string()) } else { DataError::at_line(file, inner.line() as u64, inner.to_string()) }
     })?;
     de.end().map_err(|e| DataError::at_line(file, e.line() as u64, e.to_string()))?;
     Ok(value)

@@ -71,9 +71,7 @@ pub fn parse_evaluation(bytes: &[u8], file: &Path) -> Result<Vec<(String, Option
         if !line.starts_with('[') {
             continue; // header, annotator lines (C-, A-) and blanks
         }
-        let bad = |why: String| {
-            DataError::at_line(file, i, format!("{why}: expected `[start - end]<TAB>utt_id<TAB>code<TAB>[V, A, D]`, got {line:?}"))
-        };
+        let bad = |why: String| DataError::at_line(file, i, format!("{why}: expected `[start - end]<TAB>utt_id<TAB>code<TAB>[V, A, D]`, got {line:?}"));
         let fields: Vec<&str> = line.split('\t').collect();
         if fields.len() != 4 {
             return Err(bad(format!("{} tab-separated fields instead of 4", fields.len())));
@@ -104,10 +102,8 @@ pub fn join_dialogue(
     let labels: HashMap<String, Option<Emotion>> = evaluation.into_iter().collect();
     let mut transcript = transcript;
     transcript.sort_by(|a, b| a.start.total_cmp(&b.start));
-    let utterances = transcript
-        .into_iter()
-        .map(|t| Utterance { speaker: speaker_of(&t.id), label: labels.get(&t.id).copied().flatten(), text: t.text })
-        .collect();
+    let utterances =
+        transcript.into_iter().map(|t| Utterance { speaker: speaker_of(&t.id), label: labels.get(&t.id).copied().flatten(), text: t.text }).collect();
     Ok(Dialogue { id: id.to_string(), split, utterances })
 }
 
@@ -153,10 +149,7 @@ pub fn parse_dagerc(bytes: &[u8], file: &Path, split: Split) -> Result<Vec<Dialo
     let raw: Vec<Vec<DagErcUtterance>> = parse_json(bytes, file)?;
     let mut dialogues = Vec::with_capacity(raw.len());
     for (d, turns) in raw.into_iter().enumerate() {
-        let id = turns
-            .first()
-            .and_then(|t| t.speaker.rsplit_once('_').map(|(prefix, _)| prefix.to_string()))
-            .unwrap_or_else(|| format!("{split}-{d}"));
+        let id = turns.first().and_then(|t| t.speaker.rsplit_once('_').map(|(prefix, _)| prefix.to_string())).unwrap_or_else(|| format!("{split}-{d}"));
         let mut utterances = Vec::with_capacity(turns.len());
         for (u, t) in turns.into_iter().enumerate() {
             let label = match t.label.as_deref() {

@@ -25,9 +25,7 @@ use std::path::{Path, PathBuf};
 
 /// The `data/` folder shipped with the repository, or `$SELFEMO_DATA` when set.
 pub fn default_data_dir() -> PathBuf {
-    std::env::var_os("SELFEMO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("data"))
+    std::env::var_os("SELFEMO_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("data"))
 }
 
 /// Loads a dataset from `path`, or from its folder in [`default_data_dir`].

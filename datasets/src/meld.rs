@@ -33,10 +33,7 @@ pub fn parse(bytes: &[u8], file: &Path, split: Split) -> Result<Vec<Dialogue>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
     let headers = reader.byte_headers().map_err(|e| csv_error(bytes, file, e))?.clone();
     let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name.as_bytes())
-            .ok_or_else(|| DataError::at_line(file, 1, format!("missing column `{name}` in the header")))
+        headers.iter().position(|h| h == name.as_bytes()).ok_or_else(|| DataError::at_line(file, 1, format!("missing column `{name}` in the header")))
     };
     let (c_text, c_speaker, c_emotion) = (column("Utterance")?, column("Speaker")?, column("Emotion")?);
     let (c_dialogue, c_turn) = (column("Dialogue_ID")?, column("Utterance_ID")?);
@@ -52,31 +49,23 @@ pub fn parse(bytes: &[u8], file: &Path, split: Split) -> Result<Vec<Dialogue>> {
         let at = record.position().map_or(0, |p| p.byte());
         let line = || line_at(bytes, at); // counted only when reporting an error
         let field = |c: usize, name: &str| -> Result<&str> {
-            std::str::from_utf8(&record[c])
-                .map_err(|e| DataError::at_line(file, line(), format!("column `{name}` is not valid UTF-8: {e}")))
+            std::str::from_utf8(&record[c]).map_err(|e| DataError::at_line(file, line(), format!("column `{name}` is not valid UTF-8: {e}")))
         };
         let number = |c: usize, name: &str| -> Result<u64> {
             let s = field(c, name)?;
             s.trim().parse().map_err(|_| DataError::at_line(file, line(), format!("column `{name}` is not a number: {s:?}")))
         };
         let emotion = field(c_emotion, "Emotion")?;
-        let label = MELD.parse(emotion).ok_or_else(|| {
-            DataError::at_line(file, line(), format!("unknown MELD label {emotion:?} (expected one of {})", MELD.joined()))
-        })?;
-        let utterance = Utterance {
-            speaker: field(c_speaker, "Speaker")?.to_string(),
-            text: field(c_text, "Utterance")?.to_string(),
-            label: Some(label),
-        };
+        let label = MELD
+            .parse(emotion)
+            .ok_or_else(|| DataError::at_line(file, line(), format!("unknown MELD label {emotion:?} (expected one of {})", MELD.joined())))?;
+        let utterance = Utterance { speaker: field(c_speaker, "Speaker")?.to_string(), text: field(c_text, "Utterance")?.to_string(), label: Some(label) };
         let (dialogue, turn) = (number(c_dialogue, "Dialogue_ID")?, number(c_turn, "Utterance_ID")?);
         if by_dialogue.entry(dialogue).or_default().insert(turn, utterance).is_some() {
             return Err(DataError::at_line(file, line(), format!("duplicate (Dialogue_ID, Utterance_ID) = ({dialogue}, {turn})")));
         }
     }
-    Ok(by_dialogue
-        .into_iter()
-        .map(|(id, turns)| Dialogue { id: id.to_string(), split, utterances: turns.into_values().collect() })
-        .collect())
+    Ok(by_dialogue.into_iter().map(|(id, turns)| Dialogue { id: id.to_string(), split, utterances: turns.into_values().collect() }).collect())
 }
 
 /// 1-based line of a record starting at `byte`. On CRLF input csv reports a record as starting

@@ -72,9 +72,7 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
 pub fn read(path: &Path) -> Result<Vec<Corpus>> {
     let err = |m: String| DataError::in_file(path, m);
     let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
     let mut corpora: Vec<Corpus> = Vec::new();
     let mut row = 0u64;
     for batch in reader {
@@ -92,9 +90,7 @@ pub fn read(path: &Path) -> Result<Vec<Corpus>> {
         for i in 0..batch.num_rows() {
             row += 1;
             let at = |m: String| DataError::in_file(path, format!("row {row}: {m}"));
-            let get = |c: &[Option<&'_ str>], name: &str| -> Result<String> {
-                c[i].map(str::to_string).ok_or_else(|| at(format!("`{name}` is null")))
-            };
+            let get = |c: &[Option<&'_ str>], name: &str| -> Result<String> { c[i].map(str::to_string).ok_or_else(|| at(format!("`{name}` is null"))) };
             let ds_name = get(&dataset, "dataset")?;
             let ds = Dataset::from_name(&ds_name).ok_or_else(|| at(format!("unknown dataset {ds_name:?}")))?;
             let split_name = get(&split, "split")?;

@@ -10,8 +10,24 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..400),
         proptest::collection::vec(
             prop_oneof![
-                Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'\t'), Just(b'['), Just(b']'), Just(b'{'),
-                Just(b'}'), Just(b':'), Just(b'-'), Just(b'0'), Just(b'7'), Just(b'.'), Just(b'_'), Just(b'a'), Just(0xe2), any::<u8>()
+                Just(b','),
+                Just(b'"'),
+                Just(b'\n'),
+                Just(b'\r'),
+                Just(b'\t'),
+                Just(b'['),
+                Just(b']'),
+                Just(b'{'),
+                Just(b'}'),
+                Just(b':'),
+                Just(b'-'),
+                Just(b'0'),
+                Just(b'7'),
+                Just(b'.'),
+                Just(b'_'),
+                Just(b'a'),
+                Just(0xe2),
+                any::<u8>()
             ],
             0..400
         ),

@@ -48,15 +48,7 @@ fn official_layout_joins_on_id_orders_by_start_and_keeps_context() {
     let d = &corpus.dialogues[0];
     assert_eq!((d.id.as_str(), d.split), ("Ses01F_impro01", Split::Train));
     let got: Vec<_> = d.utterances.iter().map(|u| (u.speaker.as_str(), u.text.as_str(), u.label.map(|l| l.name()))).collect();
-    assert_eq!(
-        got,
-        [
-            ("M", "Next.", None),
-            ("F", "Excuse me.", Some("neutral")),
-            ("M", "Do you have your forms?", Some("frustrated")),
-            ("F", "Yeah.", None),
-        ]
-    );
+    assert_eq!(got, [("M", "Next.", None), ("F", "Excuse me.", Some("neutral")), ("M", "Do you have your forms?", Some("frustrated")), ("F", "Yeah.", None),]);
     let test = &corpus.dialogues[1];
     assert_eq!(test.split, Split::Test);
     let labels: Vec<_> = test.utterances.iter().map(|u| u.label.unwrap().name()).collect();

@@ -3,12 +3,12 @@
 use selfemo_datasets::stats::stats;
 use selfemo_datasets::{Dataset, Split, default_data_dir, emorynlp, load};
 
-fn counts(dataset: Dataset) -> Vec<(usize, usize, Vec<(String, usize)>)> {
+/// Per split: dialogues, utterances, and (label, count).
+type Counts = Vec<(usize, usize, Vec<(String, usize)>)>;
+
+fn counts(dataset: Dataset) -> Counts {
     let corpus = load(dataset, None).unwrap();
-    stats(&corpus)
-        .into_iter()
-        .map(|s| (s.dialogues, s.utterances, s.labels.into_iter().map(|(e, n)| (e.name().to_string(), n)).collect()))
-        .collect()
+    stats(&corpus).into_iter().map(|s| (s.dialogues, s.utterances, s.labels.into_iter().map(|(e, n)| (e.name().to_string(), n)).collect())).collect()
 }
 
 fn label_count(split: &(usize, usize, Vec<(String, usize)>), label: &str) -> usize {

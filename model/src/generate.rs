@@ -4,9 +4,9 @@
 use crate::layers::LayerCache;
 use crate::model::{CausalLm, KvCache};
 use crate::sampling::{SamplingConfig, sample};
-use rayon::prelude::*;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
+use rayon::prelude::*;
 
 /// One generated completion.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,9 +64,8 @@ pub fn generate(
         let mut next = vec![pad as i64; b];
         let mut live = vec![false; b];
         // rows draw in parallel, each from its own generator
-        let draws: Vec<Option<(u32, f64, f64)>> = (logits.par_chunks(vocab).zip(&mut rngs).zip(&out))
-            .map(|((row, rng), o)| (!o.finished).then(|| sample(row, config, rng)))
-            .collect();
+        let draws: Vec<Option<(u32, f64, f64)>> =
+            (logits.par_chunks(vocab).zip(&mut rngs).zip(&out)).map(|((row, rng), o)| (!o.finished).then(|| sample(row, config, rng))).collect();
         for (r, draw) in draws.into_iter().enumerate() {
             let Some((t, lp, h)) = draw else { continue };
             out[r].tokens.push(t);
@@ -94,6 +93,23 @@ pub fn prefill_padded(model: &CausalLm, prompts: &[Vec<u32>], pad: u32, steer: O
     let (ids, valid) = left_pad(prompts, pad, &device);
     let logits = last_logits(model, ids, &valid, &mut cache, steer);
     (cache, logits)
+}
+
+/// Samples `seeds[i].len()` completions of `prompts[i]`, all in one batched generation (sample
+/// j of prompt i drawn with seed `seeds[i][j]`); `steer` as in [`generate`].
+pub fn sample_each(
+    policy: &CausalLm,
+    prompts: &[Vec<u32>],
+    seeds: &[Vec<u64>],
+    sampling: &SamplingConfig,
+    eos: &[u32],
+    pad: u32,
+    steer: Option<&[Tensor<2>]>,
+) -> Vec<Vec<Generation>> {
+    let rows: Vec<Vec<u32>> = prompts.iter().zip(seeds).flat_map(|(p, s)| std::iter::repeat_n(p.clone(), s.len())).collect();
+    let flat: Vec<u64> = seeds.iter().flatten().copied().collect();
+    let mut gens = generate(policy, &rows, sampling, &flat, eos, pad, steer).into_iter();
+    seeds.iter().map(|s| gens.by_ref().take(s.len()).collect()).collect()
 }
 
 /// [`prefill_padded`]'s cache and logits (equal up to float rounding), computed so that a

@@ -260,8 +260,7 @@ impl Gguf {
         let data_start = c.pos.div_ceil(alignment) * alignment;
         let mut tensors = BTreeMap::new();
         for (name, dims, ty_id, offset) in infos {
-            let ty = GgmlType::from_id(ty_id)
-                .ok_or_else(|| format!("tensor {name}: ggml type {ty_id} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))?;
+            let ty = GgmlType::from_id(ty_id).ok_or_else(|| format!("tensor {name}: ggml type {ty_id} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))?;
             let count = dims.iter().try_fold(1u64, |a, d| a.checked_mul(*d)).ok_or_else(|| format!("tensor {name}: shape overflows"))?;
             let (per_block, block_bytes) = ty.block();
             if dims[0] % per_block as u64 != 0 {

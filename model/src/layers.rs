@@ -2,12 +2,12 @@
 //! HF `[out, in]` layout, so loading and export are straight key maps.
 
 use crate::{few_rows, rope};
-use burn::tensor::{DType, TensorData};
-use burn_flex::{Flex, FlexTensor};
 use burn::module::{Module, Param};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, activation};
+use burn::tensor::{DType, TensorData};
+use burn_flex::{Flex, FlexTensor};
 
 /// A bias-free projection y = x Wᵀ with W `[out, in]` (HF layout).
 #[derive(Module, Debug)]
@@ -45,9 +45,7 @@ pub fn project_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
             .map(|(out, (_, n))| Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [m, *n]))))
             .collect();
     }
-    ws.into_iter()
-        .map(|w| if m <= FEW_ROWS { w.matmul(x.clone().transpose()).transpose() } else { x.clone().matmul(w.transpose()) })
-        .collect()
+    ws.into_iter().map(|w| if m <= FEW_ROWS { w.matmul(x.clone().transpose()).transpose() } else { x.clone().matmul(w.transpose()) }).collect()
 }
 
 /// Up to this many rows, [`project`] takes its few-rows path.

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod few_rows;
 pub mod generate;
 pub mod gguf;
+pub mod label_scores;
 pub mod layers;
 pub mod model;
 pub mod rope;

@@ -1,11 +1,9 @@
 //! The causal language model: embedding, decoder layers, final norm, (tied) LM head.
 
-use crate::config::ModelConfig;
 use crate::layers::{AttentionContext, DecoderLayer, LayerCache, Proj, RmsNorm};
 use crate::rope;
 use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-
 
 /// The decoder trunk, `model.*` in HF checkpoints.
 #[derive(Module, Debug)]
@@ -81,22 +79,6 @@ impl KvCache {
 }
 
 impl CausalLm {
-    /// A randomly initialised model (tests, benches): N(0, 0.02) matrices, unit norms.
-    pub fn random(config: &ModelConfig, seed: u64, device: &Device) -> Self {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut normal = move || {
-            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random());
-            0.02 * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        };
-        let fetch = |_: &str, shape: &[usize]| -> Result<TensorData, crate::weights::LoadError> {
-            let n: usize = shape.iter().product();
-            let values: Vec<f32> = if shape.len() == 1 { vec![1.0; n] } else { (0..n).map(|_| normal()).collect() };
-            Ok(TensorData::new(values, shape.to_vec()))
-        };
-        crate::weights::assemble(std::path::Path::new("<random init>"), config, fetch, device).expect("random weights have the configured shapes")
-    }
-
     /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.model.layers.len()

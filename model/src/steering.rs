@@ -51,24 +51,16 @@ impl EmotionVectors {
     /// forward passes, no sampling).
     pub fn extract(model: &CausalLm, tok: &TextTokenizer, model_name: &str, emotions: &[&str], queries: &[&str]) -> Self {
         let mean_activations = |emotion: Option<&str>| -> Vec<Vec<f32>> {
-            let prompts: Vec<Vec<u32>> = queries
-                .iter()
-                .map(|q| tok.encode(&tok.chat_prompt(&[Message::new("system", instruction(emotion)), Message::new("user", *q)])))
-                .collect();
+            let prompts: Vec<Vec<u32>> =
+                queries.iter().map(|q| tok.encode(&tok.chat_prompt(&[Message::new("system", instruction(emotion)), Message::new("user", *q)]))).collect();
             let device = model.model.embed_tokens.weight.device();
             let (ids, valid) = left_pad(&prompts, tok.pad_id, &device);
-            model
-                .attention_at_last(ids, &valid)
-                .into_iter()
-                .map(|a| a.mean_dim(0).into_data().try_to_vec::<f32>().expect("activations are f32"))
-                .collect()
+            model.attention_at_last(ids, &valid).into_iter().map(|a| a.mean_dim(0).into_data().try_to_vec::<f32>().expect("activations are f32")).collect()
         };
         let neutral = mean_activations(None);
         let vectors = emotions
             .iter()
-            .map(|e| {
-                mean_activations(Some(e)).iter().zip(&neutral).map(|(a, n)| a.iter().zip(n).map(|(x, y)| x - y).collect()).collect()
-            })
+            .map(|e| mean_activations(Some(e)).iter().zip(&neutral).map(|(a, n)| a.iter().zip(n).map(|(x, y)| x - y).collect()).collect())
             .collect();
         Self { model: model_name.into(), emotions: emotions.iter().map(|e| e.to_string()).collect(), vectors }
     }
@@ -103,7 +95,11 @@ impl EmotionVectors {
         let d = self.vectors.first().and_then(|v| v.first()).map_or(0, Vec::len);
         let mut sum = vec![vec![0.0f32; d]; self.num_layers()];
         for (name, alpha) in mixture {
-            let e = self.emotions.iter().position(|x| x.eq_ignore_ascii_case(name)).ok_or_else(|| format!("no vector for {name:?}; the file has {}", self.emotions.join(", ")))?;
+            let e = self
+                .emotions
+                .iter()
+                .position(|x| x.eq_ignore_ascii_case(name))
+                .ok_or_else(|| format!("no vector for {name:?}; the file has {}", self.emotions.join(", ")))?;
             for (acc, v) in sum.iter_mut().zip(&self.vectors[e]) {
                 acc.iter_mut().zip(v).for_each(|(a, x)| *a += *alpha as f32 * x);
             }
@@ -120,7 +116,13 @@ impl EmotionVectors {
             .emotions
             .iter()
             .zip(&bytes)
-            .map(|(e, b)| Ok((e.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![layers, d], b).map_err(|x| LoadError::file(path, format!("{e}: {x}")))?)))
+            .map(|(e, b)| {
+                Ok((
+                    e.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![layers, d], b)
+                        .map_err(|x| LoadError::file(path, format!("{e}: {x}")))?,
+                ))
+            })
             .collect::<Result<Vec<_>, LoadError>>()?;
         let metadata = HashMap::from([
             ("model".to_string(), self.model.clone()),

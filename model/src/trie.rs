@@ -37,7 +37,6 @@ impl Trie {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

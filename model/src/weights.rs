@@ -71,9 +71,8 @@ pub fn assemble(
         ]);
     }
     let lm_head = if c.tie_word_embeddings { None } else { Some(Proj { weight: p2("lm_head.weight".into(), [c.vocab_size, d])? }) };
-    let mut norm = |name: String, width: usize| -> Result<RmsNorm, LoadError> {
-        Ok(RmsNorm { weight: keep_dtype(param(name, &[width])?, device), eps: c.rms_norm_eps })
-    };
+    let mut norm =
+        |name: String, width: usize| -> Result<RmsNorm, LoadError> { Ok(RmsNorm { weight: keep_dtype(param(name, &[width])?, device), eps: c.rms_norm_eps }) };
     for (i, [q, k, v, o, gate, up, down]) in mats.into_iter().enumerate() {
         let pre = format!("model.layers.{i}");
         let (q_norm, k_norm) = if c.qk_norm() {
@@ -120,9 +119,7 @@ pub fn gguf_config(g: &Gguf) -> Result<ModelConfig, LoadError> {
         let full = format!("{arch_name}.{key}");
         g.get(&full)?.as_u64().map(|v| v as usize).ok_or_else(|| g.error(format!("{full} is not an unsigned integer")).into())
     };
-    let float = |key: &str, default: f64| -> f64 {
-        g.metadata.get(&format!("{arch_name}.{key}")).and_then(|v| v.as_f64()).unwrap_or(default)
-    };
+    let float = |key: &str, default: f64| -> f64 { g.metadata.get(&format!("{arch_name}.{key}")).and_then(|v| v.as_f64()).unwrap_or(default) };
     let hidden = int("embedding_length")?;
     let heads = int("attention.head_count")?;
     let vocab = match int("vocab_size") {
@@ -227,8 +224,7 @@ pub fn load_hf(dir: &Path, dtype: DType, max_layers: Option<usize>, device: &Dev
         .iter()
         .map(|(p, b)| safetensors::SafeTensors::deserialize(b).map_err(|e| LoadError::file(p, format!("not a safetensors file: {e}"))))
         .collect::<Result<_, _>>()?;
-    let index: HashMap<String, usize> =
-        parsed.iter().enumerate().flat_map(|(k, st)| st.names().into_iter().map(move |n| (n.to_string(), k))).collect();
+    let index: HashMap<String, usize> = parsed.iter().enumerate().flat_map(|(k, st)| st.names().into_iter().map(move |n| (n.to_string(), k))).collect();
     let fetch = |hf: &str, _: &[usize]| -> Result<TensorData, LoadError> {
         let k = *index.get(hf).ok_or_else(|| LoadError::file(dir, format!("missing tensor {hf}")))?;
         let path = &bytes[k].0;
@@ -293,4 +289,22 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         let _ = std::fs::remove_file(&tmp);
         LoadError::file(path, format!("cannot write: {e}"))
     })
+}
+
+impl CausalLm {
+    /// A randomly initialised model (tests, benches): N(0, 0.02) matrices, unit norms.
+    pub fn random(config: &ModelConfig, seed: u64, device: &Device) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut normal = move || {
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random());
+            0.02 * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        };
+        let fetch = |_: &str, shape: &[usize]| -> Result<TensorData, LoadError> {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = if shape.len() == 1 { vec![1.0; n] } else { (0..n).map(|_| normal()).collect() };
+            Ok(TensorData::new(values, shape.to_vec()))
+        };
+        assemble(std::path::Path::new("<random init>"), config, fetch, device).expect("random weights have the configured shapes")
+    }
 }

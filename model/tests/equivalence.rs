@@ -68,7 +68,7 @@ fn batched_greedy_equals_one_by_one() {
 /// Prompts that share a prefix, branch, repeat and differ in length: one dialogue's targets,
 /// G copies of one prompt, and a prompt that shares nothing after the common start.
 fn overlapping_prompts() -> Vec<Vec<u32>> {
-    let head = vec![3, 17, 42, 5];
+    let head = [3, 17, 42, 5];
     let with = |tail: &[u32]| head.iter().chain(tail).copied().collect::<Vec<u32>>();
     vec![with(&[9, 11, 60]), with(&[9, 11, 60, 61, 62, 63]), with(&[9, 12]), with(&[9, 11, 60]), with(&[70]), with(&[70, 71, 9, 11])]
 }
@@ -175,7 +175,8 @@ fn steering_with_zero_vectors_is_bit_identical_and_touches_only_the_last_positio
     // One vector per row: a batch of the same prompt, row 0 unsteered, row 1 pushed, equals
     // each run alone.
     let both = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81, 3, 9, 27, 81], [2, 4]), &Device::flex());
-    let per_row: Vec<Tensor<2>> = (0..2).map(|_| Tensor::cat(vec![Tensor::zeros([1, 32], &Device::flex()), Tensor::ones([1, 32], &Device::flex()) * 0.5], 0)).collect();
+    let per_row: Vec<Tensor<2>> =
+        (0..2).map(|_| Tensor::cat(vec![Tensor::zeros([1, 32], &Device::flex()), Tensor::ones([1, 32], &Device::flex()) * 0.5], 0)).collect();
     let rows: Vec<f32> = model.hidden(both, &[vec![true; 4], vec![true; 4]], None, Some(&per_row)).into_data().try_to_vec().unwrap();
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
     assert!(close(&rows[..4 * 32], &plain), "row 0 is unsteered");

@@ -24,10 +24,7 @@ fn default_model_matches_the_reference() {
     assert!(m.config.tie_word_embeddings);
 
     // Tokenizer (research/models.md 1).
-    assert_eq!(
-        m.tokenizer.encode("Hello world! 12345 emotions: joy, anger."),
-        [19556, 905, 17, 216, 33, 34, 35, 36, 37, 4801, 42, 7697, 28, 9846, 30]
-    );
+    assert_eq!(m.tokenizer.encode("Hello world! 12345 emotions: joy, anger."), [19556, 905, 17, 216, 33, 34, 35, 36, 37, 4801, 42, 7697, 28, 9846, 30]);
     let france = m.tokenizer.encode(&m.tokenizer.chat_prompt(&[Message::new("user", "What is the capital of France?")]));
     assert_eq!(france.len(), 37);
 
@@ -62,7 +59,7 @@ fn default_model_matches_the_reference() {
 
         // Greedy continuation of 20 tokens.
         let want = common::ids(&case["greedy_20"]);
-        let g = generate(&m.model, &[ids.clone()], &SamplingConfig::greedy(20), &[0], &m.tokenizer.eos_ids, m.tokenizer.pad_id, None);
+        let g = generate(&m.model, std::slice::from_ref(&ids), &SamplingConfig::greedy(20), &[0], &m.tokenizer.eos_ids, m.tokenizer.pad_id, None);
         assert_eq!(g[0].tokens, want, "{text:?}: greedy continuation");
     }
 

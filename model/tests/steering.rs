@@ -29,12 +29,17 @@ fn vectors_are_deterministic_round_trip_and_alpha_zero_changes_nothing() {
 
     let device = Device::flex();
     let prompt = vec![m.tokenizer.encode(&m.tokenizer.chat_prompt(&[selfemo_model::Message::new("user", "How was your day?")]))];
-    let run = |steer: Option<&[burn::tensor::Tensor<2>]>| generate(&m.model, &prompt, &SamplingConfig::greedy(6), &[0], &[], m.tokenizer.pad_id, steer).remove(0);
+    let run =
+        |steer: Option<&[burn::tensor::Tensor<2>]>| generate(&m.model, &prompt, &SamplingConfig::greedy(6), &[0], &[], m.tokenizer.pad_id, steer).remove(0);
     let plain = run(None);
     let zero = a.mix(&[("joy".into(), 0.0), ("anger".into(), 0.0)], &device).unwrap();
     let zeroed = run(Some(&zero));
     assert_eq!(zeroed.tokens, plain.tokens);
-    assert_eq!(zeroed.logprobs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), plain.logprobs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "alpha = 0 is bit-identical");
+    assert_eq!(
+        zeroed.logprobs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        plain.logprobs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        "alpha = 0 is bit-identical"
+    );
     let steered = run(Some(&a.mix(&[("joy".into(), 8.0)], &device).unwrap()));
     assert_ne!(steered.logprobs, plain.logprobs, "alpha != 0 steers");
 

@@ -1,4 +1,5 @@
 //! Throughput of parsing plus the full recognition reward on realistic completions.
+#![allow(missing_docs)] // criterion_group! writes undocumented functions
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use selfemo_datasets::Dataset;

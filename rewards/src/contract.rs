@@ -9,8 +9,7 @@ use regex::Regex;
 use selfemo_datasets::{Emotion, LabelSet};
 use std::sync::LazyLock;
 
-static CONTRACT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\A(?s)<think>(.*?)</think>\s*<answer>(.*?)</answer>\z").expect("valid regex"));
+static CONTRACT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\A(?s)<think>(.*?)</think>\s*<answer>(.*?)</answer>\z").expect("valid regex"));
 
 /// What a completion says, read against one dataset's label set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,7 +77,6 @@ pub fn parse_answer(answer: &str, set: &LabelSet) -> (Vec<Emotion>, Vec<String>)
     (labels, invalid)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,13 +107,13 @@ mod tests {
         for bad in [
             "",
             "joy",
-            "<answer>joy</answer>",                                  // missing think
-            "<think>x</think>",                                       // missing answer
-            "<think>x</think><answer>joy</answer> extra",            // text after </answer>
-            "Sure! <think>x</think><answer>joy</answer>",            // text before <think>
-            "<think>x</think> so <answer>joy</answer>",              // text between
-            "<think>x<answer>joy</answer>",                          // unclosed think
-            "<think>x</think><answer>joy</answer>\n",                // trailing newline (fullmatch)
+            "<answer>joy</answer>",                       // missing think
+            "<think>x</think>",                           // missing answer
+            "<think>x</think><answer>joy</answer> extra", // text after </answer>
+            "Sure! <think>x</think><answer>joy</answer>", // text before <think>
+            "<think>x</think> so <answer>joy</answer>",   // text between
+            "<think>x<answer>joy</answer>",               // unclosed think
+            "<think>x</think><answer>joy</answer>\n",     // trailing newline (fullmatch)
         ] {
             let p = parse(bad, &MELD);
             assert!(!p.well_formed, "{bad:?}");

@@ -59,11 +59,7 @@ pub fn explanation_reward(think: &str, target: &[Emotion], neutral: Emotion, ver
         return 0.0;
     }
     let agree = sets.iter().filter(|s| s.iter().any(|e| target.contains(e))).count() as f64;
-    let denominator = if target == [neutral] {
-        sets.len()
-    } else {
-        sets.iter().filter(|s| s.as_slice() != [neutral]).count()
-    };
+    let denominator = if target == [neutral] { sets.len() } else { sets.iter().filter(|s| s.as_slice() != [neutral]).count() };
     if denominator == 0 { 0.0 } else { agree / denominator as f64 }
 }
 
@@ -102,11 +98,8 @@ mod tests {
 
     #[test]
     fn erv_rule_hand_worked() {
-        let v = Table(vec![
-            ("yells", vec![("anger", 0.9), ("neutral", 0.0)]),
-            ("coffee", vec![("neutral", 0.8)]),
-            ("smiles", vec![("joy", 0.7), ("anger", 0.2)]),
-        ]);
+        let v =
+            Table(vec![("yells", vec![("anger", 0.9), ("neutral", 0.0)]), ("coffee", vec![("neutral", 0.8)]), ("smiles", vec![("joy", 0.7), ("anger", 0.2)])]);
         // Target anger: 3 sentences, one neutral-only sentence leaves the denominator;
         // "yells" and "smiles" (anger among its top 2) agree: 2 / 2.
         let think = "He yells. He pours coffee. He smiles.";

@@ -61,13 +61,9 @@ impl RewardConfig {
             return Err(format!("rewards.similarity.radius must be > 0, got {radius}"));
         }
         let w = &self.weights;
-        for (name, v) in [
-            ("format", w.format),
-            ("recognition", w.recognition),
-            ("expression", w.expression),
-            ("explanation", w.explanation),
-            ("consistency", w.consistency),
-        ] {
+        for (name, v) in
+            [("format", w.format), ("recognition", w.recognition), ("expression", w.expression), ("explanation", w.explanation), ("consistency", w.consistency)]
+        {
             if !v.is_finite() {
                 return Err(format!("rewards.weights.{name} must be finite, got {v}"));
             }
@@ -112,12 +108,9 @@ impl RewardBreakdown {
     /// (name, value) of each component present, with the names the metrics use.
     pub fn components(&self) -> Vec<(&'static str, f64)> {
         let mut out = vec![("format", self.format)];
-        for (name, v) in [
-            ("recognition", self.recognition),
-            ("expression", self.expression),
-            ("explanation", self.explanation),
-            ("consistency", self.consistency),
-        ] {
+        for (name, v) in
+            [("recognition", self.recognition), ("expression", self.expression), ("explanation", self.explanation), ("consistency", self.consistency)]
+        {
             if let Some(v) = v {
                 out.push((name, v));
             }
@@ -168,12 +161,7 @@ pub fn score_recognition_group(
 pub fn score_expression(turn: &str, format_ok: bool, rerecognised: &Parsed, requested: Emotion, labels: &LabelSet, config: &RewardConfig) -> RewardBreakdown {
     let names_label = matches!(labels.mention_in(turn), Some(Mention::Label(_)));
     let expression = if names_label { 0.0 } else { config.iou(&rerecognised.labels, rerecognised.invalid.len(), &[requested]) };
-    RewardBreakdown {
-        format: if format_ok { 1.0 } else { 0.0 },
-        expression: Some(expression),
-        ..Default::default()
-    }
-    .with_total(&config.weights)
+    RewardBreakdown { format: if format_ok { 1.0 } else { 0.0 }, expression: Some(expression), ..Default::default() }.with_total(&config.weights)
 }
 
 #[cfg(test)]
@@ -187,8 +175,8 @@ mod tests {
         let group = [
             "<think>She laughs.</think><answer>joy</answer>",
             "<think>Hm.</think><answer>joy, surprise</answer>",
-            "joy",                                         // malformed
-            "<think>?</think><answer>boredom</answer>",    // out of set
+            "joy",                                      // malformed
+            "<think>?</think><answer>boredom</answer>", // out of set
         ];
         let cfg = RewardConfig::default();
         let out = score_recognition_group(&group, &gold, &MELD, &cfg, None);

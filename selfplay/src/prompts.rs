@@ -84,7 +84,8 @@ impl RecogniserPrompt {
     /// Fills the templates for a window.
     pub fn fill(&self, window: &ContextWindow<'_>, labels: &LabelSet) -> FilledPrompt {
         let lines = lines(window.context.iter().chain([window.target]));
-        let label_list = if self.shuffle_labels { shuffled_labels(labels, &format!("{}: {}", window.target.speaker, window.target.text)) } else { labels.joined() };
+        let label_list =
+            if self.shuffle_labels { shuffled_labels(labels, &format!("{}: {}", window.target.speaker, window.target.text)) } else { labels.joined() };
         let fill = |t: &str| {
             t.replace("{labels}", &label_list)
                 .replace("{context}", &lines)
@@ -129,15 +130,22 @@ impl ResponderPrompt {
     /// speaker s_{t+1}, `emotion` the target e*.
     pub fn fill(&self, turns: &[Utterance], speaker: &str, emotion: Emotion, labels: &LabelSet) -> FilledPrompt {
         let lines = lines(turns.iter());
-        let fill = |t: &str| {
-            t.replace("{labels}", &labels.joined()).replace("{context}", &lines).replace("{speaker}", speaker).replace("{emotion}", emotion.name())
-        };
+        let fill =
+            |t: &str| t.replace("{labels}", &labels.joined()).replace("{context}", &lines).replace("{speaker}", speaker).replace("{emotion}", emotion.name());
         FilledPrompt { system: fill(&self.system), user: fill(&self.user), reply_prefix: self.reply_prefix.clone() }
     }
 
     /// Fills the prompt within `budget` tokens, dropping the oldest turns first and never the
     /// last one (u_t, the turn being answered).
-    pub fn fit(&self, turns: &[Utterance], speaker: &str, emotion: Emotion, labels: &LabelSet, budget: usize, count: &dyn Fn(&FilledPrompt) -> usize) -> FilledPrompt {
+    pub fn fit(
+        &self,
+        turns: &[Utterance],
+        speaker: &str,
+        emotion: Emotion,
+        labels: &LabelSet,
+        budget: usize,
+        count: &dyn Fn(&FilledPrompt) -> usize,
+    ) -> FilledPrompt {
         let n = turns.len().saturating_sub(1);
         fit_dropping_oldest(n, budget, count, |keep| self.fill(&turns[n - keep..], speaker, emotion, labels))
     }

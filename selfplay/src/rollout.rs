@@ -125,11 +125,8 @@ pub fn recognise(policy: &dyn Policy, roles: &Roles<'_>, items: &[RecognitionIte
     let prompts: Vec<FilledPrompt> = items.iter().map(|i| roles.recognition_prompt(policy, i)).collect();
     let generated = policy.generate(&prompts, &seeds(items.iter().map(|i| i.id), g, seed, step));
     let verifier = (roles.rewards.weights.explanation > 0.0).then(|| {
-        let thinks: Vec<String> = prompts
-            .iter()
-            .zip(&generated)
-            .flat_map(|(p, cs)| cs.iter().map(|c| parse(&format!("{}{}", p.reply_prefix, c.text), roles.labels).think))
-            .collect();
+        let thinks: Vec<String> =
+            prompts.iter().zip(&generated).flat_map(|(p, cs)| cs.iter().map(|c| parse(&format!("{}{}", p.reply_prefix, c.text), roles.labels).think)).collect();
         PolicyVerifier::judge(policy, roles.judge, roles.labels, &thinks.iter().map(String::as_str).collect::<Vec<_>>())
     });
     let verifier = verifier.as_ref().map(|v| v as &dyn Verifier);
@@ -183,8 +180,7 @@ pub fn respond(
         let toward: Vec<Vec<(Emotion, f64)>> = items.iter().map(|i| (0..g).map(|j| (i.emotion, alphas[j % alphas.len()])).collect()).collect();
         policy.generate_toward(&prompts, &seeds, &toward)
     };
-    let turns: Vec<Vec<String>> =
-        items.iter().zip(&generated).map(|(item, cs)| cs.iter().map(|c| turn_of(&c.text, &item.speaker)).collect()).collect();
+    let turns: Vec<Vec<String>> = items.iter().zip(&generated).map(|(item, cs)| cs.iter().map(|c| turn_of(&c.text, &item.speaker)).collect()).collect();
     // One scoring pass over every non-empty turn.
     let mut asked = Vec::new();
     let mut prompts_q = Vec::new();

@@ -52,10 +52,8 @@ fn reward_of(r: &FlywheelRow, column: &str) -> Option<f64> {
 /// Writes `rows` to `path` (zstd Parquet), atomically.
 pub fn write(path: &Path, rows: &[FlywheelRow]) -> Result<()> {
     let err = |m: String| DataError::in_file(path, m);
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.iteration).collect::<UInt32Array>()),
-        Arc::new(rows.iter().map(|r| r.step).collect::<UInt64Array>()),
-    ];
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(rows.iter().map(|r| r.iteration).collect::<UInt32Array>()), Arc::new(rows.iter().map(|r| r.step).collect::<UInt64Array>())];
     columns.extend(TEXT_COLUMNS.iter().map(|c| Arc::new(rows.iter().map(|r| Some(text_of(r, c))).collect::<StringArray>()) as ArrayRef));
     for field in [|u: &Utterance| u.speaker.clone(), |u: &Utterance| u.text.clone()] {
         let mut list = ListBuilder::new(StringBuilder::new());
@@ -73,6 +71,7 @@ pub fn write(path: &Path, rows: &[FlywheelRow]) -> Result<()> {
 }
 
 /// Reads a flywheel file back; errors name the file, and the row and column at fault.
+#[allow(clippy::needless_range_loop)] // row i is read from every column
 pub fn read(path: &Path) -> Result<Vec<FlywheelRow>> {
     let err = |m: String| DataError::in_file(path, m);
     let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;

@@ -5,9 +5,8 @@ use selfemo_datasets::{Corpus, Dataset, Dialogue, Emotion, Split, Target, Uttera
 use selfemo_rewards::RewardConfig;
 use selfemo_selfplay::fake::ScriptedPolicy;
 use selfemo_selfplay::{
-    EmotionDraw, ExpressionItem, FilledPrompt, Flywheel, FlywheelConfig, JudgePrompt, Kind, Policy, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles, TargetEmotion, Verdict, recognise,
-    respond,
-    store,
+    EmotionDraw, ExpressionItem, FilledPrompt, Flywheel, FlywheelConfig, JudgePrompt, Kind, Policy, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles,
+    TargetEmotion, Verdict, recognise, respond, store,
 };
 
 fn meld(name: &str) -> Emotion {
@@ -36,10 +35,10 @@ fn policy() -> ScriptedPolicy<impl Fn(&FilledPrompt, u64) -> String, impl Fn(&Fi
     ScriptedPolicy {
         reply: |p: &FilledPrompt, seed: u64| {
             if p.system.contains("continue conversations") {
-                if seed % 2 == 0 { "Rachel: That's great news!\nmore".into() } else { "\"Oh no, that is sad.\"".into() }
-            } else if seed % 3 == 0 {
+                if seed.is_multiple_of(2) { "Rachel: That's great news!\nmore".into() } else { "\"Oh no, that is sad.\"".into() }
+            } else if seed.is_multiple_of(3) {
                 "no idea".into()
-            } else if seed % 2 == 0 {
+            } else if seed.is_multiple_of(2) {
                 "ok</think><answer>joy</answer>".into()
             } else {
                 "hm</think><answer>sadness</answer>".into()
@@ -55,7 +54,15 @@ fn policy() -> ScriptedPolicy<impl Fn(&FilledPrompt, u64) -> String, impl Fn(&Fi
 static JUDGE: std::sync::LazyLock<JudgePrompt> = std::sync::LazyLock::new(JudgePrompt::default);
 
 fn roles<'a>(recogniser: &'a RecogniserPrompt, responder: &'a ResponderPrompt, rewards: &'a RewardConfig, budget: usize) -> Roles<'a> {
-    Roles { recogniser, responder, rerecognition_prefix: "<think>x</think><answer>", judge: &*JUDGE, labels: Dataset::Meld.labels(), rewards, max_prompt_tokens: budget }
+    Roles {
+        recogniser,
+        responder,
+        rerecognition_prefix: "<think>x</think><answer>",
+        judge: &JUDGE,
+        labels: Dataset::Meld.labels(),
+        rewards,
+        max_prompt_tokens: budget,
+    }
 }
 
 #[test]
@@ -120,7 +127,8 @@ fn cap_limits_rows_per_source_across_iterations() {
     let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
     let roles = roles(&rec, &resp, &rewards, 10_000);
     // Every completion distinct and correct: only the cap stops them.
-    let p = ScriptedPolicy { reply: |_: &FilledPrompt, seed: u64| format!("reason {seed}</think><answer>joy</answer>"), score: |_: &FilledPrompt, _: &str| 0.0 };
+    let p =
+        ScriptedPolicy { reply: |_: &FilledPrompt, seed: u64| format!("reason {seed}</think><answer>joy</answer>"), score: |_: &FilledPrompt, _: &str| 0.0 };
     let items = vec![RecognitionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 0).unwrap()];
     let groups = recognise(&p, &roles, &items, 6, 1, 0);
     let config = FlywheelConfig { tau_u: 1.0, tau_e: 1.0, max_per_source: 2 };
@@ -156,7 +164,9 @@ fn store_round_trips_and_synthetic_turns_become_next_iteration_items() {
     let roles = roles(&rec, &resp, &rewards, 10_000);
     let p = policy();
     let items: Vec<RecognitionItem> = (1..4).map(|t| RecognitionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, t as u64).unwrap()).collect();
-    let expr: Vec<ExpressionItem> = (0..3).map(|t| ExpressionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, 10 + t as u64, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()).collect();
+    let expr: Vec<ExpressionItem> = (0..3)
+        .map(|t| ExpressionItem::from_target(&c, Target { dialogue: 0, turn: t }, 5, 10 + t as u64, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap())
+        .collect();
     let config = FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 3 };
     let mut fly = Flywheel::new(Vec::new());
     fly.admit(1, 1, &recognise(&p, &roles, &items, 4, 9, 0), &respond(&p, &p, &roles, &expr, 4, 9, 0, &[]), &config);
@@ -261,7 +271,9 @@ fn rationales_that_name_an_emotion_are_rejected_whatever_the_reprediction() {
     // Joy is explained by naming it (a synonym, "happy"), surprise by what happens; the
     // re-predictor reads both right.
     let p = ScriptedPolicy {
-        reply: |p: &FilledPrompt, _: u64| if p.user.contains("The answer is joy") { "She is so happy.</think>".into() } else { "Her jaw drops.</think>".into() },
+        reply: |p: &FilledPrompt, _: u64| {
+            if p.user.contains("The answer is joy") { "She is so happy.</think>".into() } else { "Her jaw drops.</think>".into() }
+        },
         score: |p: &FilledPrompt, label: &str| {
             let heard = if p.reply_prefix.contains("happy") { "joy" } else { "surprise" };
             if label == heard { 0.0 } else { -1.0 }
@@ -286,7 +298,9 @@ fn the_explanation_reward_judges_each_rationale_and_a_disagreeing_one_lowers_the
     // Every sample answers joy (gold); even seeds explain it with a smile, odd ones with fury.
     // The judge (the same scripted policy, in score mode) reads a smile as joy, fury as anger.
     let p = ScriptedPolicy {
-        reply: |_: &FilledPrompt, seed: u64| if seed % 2 == 0 { "She smiles.</think><answer>joy</answer>".into() } else { "He is furious.</think><answer>joy</answer>".into() },
+        reply: |_: &FilledPrompt, seed: u64| {
+            if seed.is_multiple_of(2) { "She smiles.</think><answer>joy</answer>".into() } else { "He is furious.</think><answer>joy</answer>".into() }
+        },
         score: |p: &FilledPrompt, label: &str| {
             assert!(p.system.contains("explanations"), "only the judge is asked to score");
             let heard = if p.user.contains("smiles") { "joy" } else { "anger" };
@@ -318,7 +332,7 @@ fn a_responder_turn_that_names_a_label_earns_nothing_and_is_never_kept() {
     let roles = roles(&rec, &resp, &rewards, 10_000);
     // Even seeds name the emotion, odd ones express it; the re-recogniser hears joy in both.
     let p = ScriptedPolicy {
-        reply: |_: &FilledPrompt, seed: u64| if seed % 2 == 0 { "Pure joy, Ross!".into() } else { "That's wonderful, I'm so happy!".into() },
+        reply: |_: &FilledPrompt, seed: u64| if seed.is_multiple_of(2) { "Pure joy, Ross!".into() } else { "That's wonderful, I'm so happy!".into() },
         score: |_: &FilledPrompt, label: &str| if label == "joy" { 0.0 } else { -3.0 },
     };
     let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()];
@@ -329,7 +343,7 @@ fn a_responder_turn_that_names_a_label_earns_nothing_and_is_never_kept() {
         assert_eq!(s.rerecognised, Some(meld("joy")));
         let names = s.turn.contains("joy");
         assert_eq!(s.reward.expression, Some(if names { 0.0 } else { 1.0 }), "{:?}", s.turn);
-        assert_eq!(s.mention.is_some(), true, "a label or a synonym: counted either way");
+        assert!(s.mention.is_some(), "a label or a synonym: counted either way");
     }
     let mut fly = Flywheel::new(Vec::new());
     let counts = fly.admit(1, 1, &[], &responses, &FlywheelConfig { tau_u: 1.0, tau_e: 0.0, max_per_source: 8 });
@@ -344,7 +358,10 @@ fn the_rerecogniser_can_be_another_policy() {
     let (rec, resp, rewards) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default());
     let roles = roles(&rec, &resp, &rewards, 10_000);
     let writer = policy(); // its own re-recogniser hears joy in "great", sadness otherwise
-    let frozen = ScriptedPolicy { reply: |_: &FilledPrompt, _: u64| -> String { panic!("the re-recogniser only scores") }, score: |_: &FilledPrompt, l: &str| if l == "neutral" { 0.0 } else { -1.0 } };
+    let frozen = ScriptedPolicy {
+        reply: |_: &FilledPrompt, _: u64| -> String { panic!("the re-recogniser only scores") },
+        score: |_: &FilledPrompt, l: &str| if l == "neutral" { 0.0 } else { -1.0 },
+    };
     let expr = vec![ExpressionItem::from_target(&c, Target { dialogue: 0, turn: 2 }, 5, 1, 0, &EmotionDraw::new(TargetEmotion::NextTurn, &c)).unwrap()];
     let own = respond(&writer, &writer, &roles, &expr, 4, 1, 0, &[]);
     let other = respond(&writer, &frozen, &roles, &expr, 4, 1, 0, &[]);

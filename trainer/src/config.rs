@@ -3,8 +3,8 @@
 
 use crate::evaluation::EvalMode;
 use crate::loss::{Clip, LossType};
-use crate::splits::{Batching, LabelSampling};
 use crate::optim::AdamWSettings;
+use crate::splits::{Batching, LabelSampling};
 use selfemo_datasets::Dataset;
 use selfemo_model::SamplingConfig;
 use selfemo_rewards::{RewardConfig, ScaleRewards};
@@ -433,10 +433,10 @@ impl RunConfig {
             Trainable::Lora { alpha, .. } => finite("model.trainable.alpha", *alpha, *alpha > 0.0)?,
             _ => {}
         }
-        if let Trainable::Lora { targets, .. } = &self.model.trainable {
-            if let Some(t) = targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
-                return Err(format!("model.trainable.targets: unknown projection {t:?} (one of {})", LORA_TARGETS.join(", ")));
-            }
+        if let Trainable::Lora { targets, .. } = &self.model.trainable
+            && let Some(t) = targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str()))
+        {
+            return Err(format!("model.trainable.targets: unknown projection {t:?} (one of {})", LORA_TARGETS.join(", ")));
         }
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
         self.selfplay.validate()?;
@@ -517,10 +517,16 @@ mod tests {
         assert!(err("name = \"x\"\n[rewards]\nlambda = -1.0").contains("rewards.lambda"));
         assert!(err("[grpo]\nbeta = 0.1").contains("missing field `name`"));
         assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 0, alpha = 16.0 }").contains("model.trainable.rank"));
-        assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0, targets = [\"qproj\"] }").contains("unknown projection \"qproj\""));
+        assert!(
+            err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0, targets = [\"qproj\"] }")
+                .contains("unknown projection \"qproj\"")
+        );
         assert!(err("name = \"x\"\n[grpo]\ngradient_accumulation_steps = 0").contains("grpo.gradient_accumulation_steps"));
         assert!(err("name = \"x\"\n[warm_start]\nsteps = 4").contains("warm_start (kind label) needs prompt.reply_prefix to end with <answer>"));
-        assert!(err("name = \"x\"\n[prompt]\nreply_prefix = \"<answer>\"\n[warm_start]\nsteps = 4\nkind = \"rationale\"").contains("needs prompt.reply_prefix to end with <think>"));
+        assert!(
+            err("name = \"x\"\n[prompt]\nreply_prefix = \"<answer>\"\n[warm_start]\nsteps = 4\nkind = \"rationale\"")
+                .contains("needs prompt.reply_prefix to end with <think>")
+        );
         toml::from_str::<RunConfig>("name = \"x\"\n[warm_start]\nsteps = 4\nkind = \"rationale\"").unwrap().validate().unwrap();
         assert!(err("name = \"x\"\n[selfplay]\niterations = 0").contains("selfplay.iterations"));
         assert!(err("name = \"x\"\n[selfplay]\nsynthetic_share = 2.0").contains("selfplay.synthetic_share"));
@@ -528,7 +534,10 @@ mod tests {
         assert!(err("name = \"x\"\n[selfplay.flywheel]\nmax_per_source = 0").contains("selfplay.flywheel.max_per_source"));
         assert!(err("name = \"x\"\n[selfplay.flywheel]\ntau = 1.0").contains("unknown field `tau`"));
         assert!(err("name = \"x\"\n[grpo]\ndegenerate_groups = \"consistency\"").contains("rewards.weights.consistency = 0"));
-        toml::from_str::<RunConfig>("name = \"x\"\n[grpo]\ndegenerate_groups = \"consistency\"\n[rewards.weights]\nconsistency = 0.0").unwrap().validate().unwrap();
+        toml::from_str::<RunConfig>("name = \"x\"\n[grpo]\ndegenerate_groups = \"consistency\"\n[rewards.weights]\nconsistency = 0.0")
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     #[test]

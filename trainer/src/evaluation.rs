@@ -5,15 +5,19 @@
 //! configured mode, with an optional logit adjustment fitted on the best stage's dev scores.
 //! Every evaluation writes its per-target predictions beside its report.
 
-use crate::calibration::LogitAdjustment;
 use crate::config::RunConfig;
-use crate::predictions::{self, Prediction, report_of};
-use crate::recognition::{dev_reward, evaluate, label_scores, prompts, score_predictions};
-use crate::scores::Report;
+use crate::run_dir::write_json;
+use crate::session::Session;
+use anyhow::Context;
+use burn::module::Module;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use selfemo_datasets::{Corpus, Target};
-use selfemo_model::{CausalLm, TextTokenizer};
+use selfemo_eval::calibration::LogitAdjustment;
+use selfemo_eval::predictions::{self, Prediction, report_of};
+use selfemo_eval::recognition::{dev_reward, evaluate, label_scores, prompts, score_predictions};
+use selfemo_eval::scores::Report;
+use selfemo_model::{CausalLm, LoadOptions, LoadedModel, ModelSource, TextTokenizer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -217,6 +221,43 @@ impl DevCurve {
         self.entries.push(e);
         self.save()
     }
+}
+
+/// Test scores of the best-dev model (`test.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// Which evaluation's model (`warm_start-<step>`, `iteration-<k>`).
+    pub stage: String,
+    /// Per mode (`score`, `generate`, `score_adjusted`): accuracy, F1 and the rest.
+    pub reports: BTreeMap<String, Report>,
+    /// The logit adjustment fitted on that model's dev scores, when configured.
+    pub logit_adjustment: Option<LogitAdjustment>,
+}
+
+/// Evaluates the best-dev model on the test split in every configured mode (the final model
+/// when the last evaluation is the best, else the export in `best/`) and writes `test.json`;
+/// `None` when the dataset has no test targets.
+pub(crate) fn test_best(s: &Session, curve: &DevCurve, final_model: &CausalLm, device: &burn::tensor::Device) -> anyhow::Result<Option<TestResult>> {
+    let best = curve.best();
+    let is_final = best.is_none() || best == curve.entries.last();
+    let loaded;
+    let model = if is_final {
+        final_model
+    } else {
+        let dir = s.run_dir.join("best");
+        loaded = LoadedModel::load(&ModelSource::HfDir(dir), LoadOptions::default(), device).context("loading the best-dev model")?.model.valid();
+        &loaded
+    };
+    let labels = s.corpus.dataset.labels();
+    let adjustment = s.config.eval.logit_adjustment.then(|| LogitAdjustment::fit(&s.evaluator.predict(model, &s.evaluator.dev, EvalMode::Score), labels));
+    let Some(reports) = s.evaluator.test(model, s.run_dir, adjustment.as_ref())? else { return Ok(None) };
+    let stage = best.map_or("final".to_string(), |b| b.stage.clone());
+    for (mode, r) in &reports {
+        s.log(&format!("test ({stage}, best dev; {mode}): {}", r.summary()))?;
+    }
+    let result = TestResult { stage, reports, logit_adjustment: adjustment };
+    write_json(&s.run_dir.join("test.json"), &result)?;
+    Ok(Some(result))
 }
 
 #[cfg(test)]

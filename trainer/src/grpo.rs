@@ -5,7 +5,8 @@ use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
 use crate::optim::{LrSchedule, clip_global_norm};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use selfemo_model::{CausalLm, Generation, SamplingConfig, completion_logprobs, completion_logprobs_tree, generate};
+use selfemo_model::generate::sample_each;
+use selfemo_model::{CausalLm, SamplingConfig, completion_logprobs, completion_logprobs_tree};
 use selfemo_rewards::{ScaleRewards, advantages};
 pub use selfemo_selfplay::sample_seed;
 
@@ -37,24 +38,6 @@ pub struct Group {
     pub prompt: Vec<u32>,
     /// The G samples.
     pub samples: Vec<Sample>,
-}
-
-
-/// Samples `seeds[i].len()` completions of `prompts[i]`, all in one batched generation (sample
-/// j of prompt i drawn with seed `seeds[i][j]`); `steer` as in [`generate`].
-pub fn sample_each(
-    policy: &CausalLm,
-    prompts: &[Vec<u32>],
-    seeds: &[Vec<u64>],
-    sampling: &SamplingConfig,
-    eos: &[u32],
-    pad: u32,
-    steer: Option<&[Tensor<2>]>,
-) -> Vec<Vec<Generation>> {
-    let rows: Vec<Vec<u32>> = prompts.iter().zip(seeds).flat_map(|(p, s)| std::iter::repeat_n(p.clone(), s.len())).collect();
-    let flat: Vec<u64> = seeds.iter().flatten().copied().collect();
-    let mut gens = generate(policy, &rows, sampling, &flat, eos, pad, steer).into_iter();
-    seeds.iter().map(|s| gens.by_ref().take(s.len()).collect()).collect()
 }
 
 /// Samples G completions for each (prompt id, prompt) with the rollout policy (no autodiff), in
@@ -282,7 +265,8 @@ pub fn update(
         }
         _ => None,
     };
-    let steered: Vec<f64> = samples.iter().filter(|(_, s, _)| s.behaviour_logprobs.is_some()).flat_map(|(_, s, _)| importance_weights(s, settings.importance_cap)).collect();
+    let steered: Vec<f64> =
+        samples.iter().filter(|(_, s, _)| s.behaviour_logprobs.is_some()).flat_map(|(_, s, _)| importance_weights(s, settings.importance_cap)).collect();
     let batch = TokenBatch {
         old_logprobs: samples.iter().flat_map(|(_, s, _)| s.old_logprobs.iter().map(|x| *x as f32)).collect(),
         ref_logprobs,

@@ -1,28 +1,22 @@
-//! SELF-GRPO training: the loss ([`loss`]), optimiser pieces with PyTorch semantics
-//! ([`optim`]), and rollout + update over explicit groups ([`grpo`]). The `selfemo` binary
-//! lives beside this library.
+//! SELF-GRPO training as a library: the run config ([`config`]), the loss ([`loss`]),
+//! optimiser pieces with PyTorch semantics ([`optim`]), the update over explicit groups
+//! ([`grpo`]), what trains ([`trainable`]), supervised passes ([`warm_start`]), the train
+//! split's pools and draws ([`splits`]), one self-play step ([`step`]), the run loop
+//! ([`run`]) with its evaluations ([`evaluation`]), checkpoints ([`checkpoint`]) and files
+//! ([`run_dir`], [`metrics_log`]). The `selfemo` binary lives in selfemo-cli.
 
-pub mod calibration;
+pub mod checkpoint;
 pub mod config;
 pub mod evaluation;
-pub mod faithfulness;
-pub mod checkpoint;
 pub mod grpo;
-pub mod hallucination;
-pub mod label_scoring;
 pub mod loss;
 pub mod metrics_log;
 pub mod optim;
-pub mod policy;
-pub mod predictions;
-pub mod plots;
-pub mod recognition;
 pub mod run;
 pub mod run_dir;
-pub mod scores;
 pub mod self_play;
+mod session;
 pub mod splits;
-pub mod steer_sweep;
 pub mod step;
 pub mod trainable;
 pub mod warm_start;

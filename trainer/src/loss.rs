@@ -157,6 +157,14 @@ fn stats(ratio: &[f32], kl: &[f32], batch: &TokenBatch, clip: Clip) -> LossStats
     }
 }
 
+/// The SFT loss for warm starts: masked next-token cross-entropy, the mean of −log π(o_t)
+/// over the completion tokens only (prompt tokens carry no loss). `logprobs` as returned by
+/// [`selfemo_model::completion_logprobs`] at temperature 1.
+pub fn sft_loss(logprobs: Tensor<1>) -> Tensor<1> {
+    let n = logprobs.dims()[0].max(1) as f64;
+    logprobs.sum().neg().div_scalar(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,12 +246,4 @@ mod tests {
         assert_eq!((stats.kl, stats.clip_low, stats.clip_high), (0.0, 0.0, 0.0));
         assert!((stats.loss + 2.5 / 3.0).abs() < 1e-6);
     }
-}
-
-/// The SFT loss for warm starts: masked next-token cross-entropy, the mean of −log π(o_t)
-/// over the completion tokens only (prompt tokens carry no loss). `logprobs` as returned by
-/// [`selfemo_model::completion_logprobs`] at temperature 1.
-pub fn sft_loss(logprobs: Tensor<1>) -> Tensor<1> {
-    let n = logprobs.dims()[0].max(1) as f64;
-    logprobs.sum().neg().div_scalar(n)
 }

@@ -4,9 +4,9 @@
 
 use crate::evaluation::Evaluation;
 use crate::metrics_log::Row;
-use crate::plots::{Series, line_chart};
 use crate::self_play::{IterationSummary, counts_from_metrics};
 use anyhow::{Context, Result};
+use selfemo_eval::plots::{Series, line_chart};
 use selfemo_rewards::advantage::mean_std;
 use selfemo_selfplay::{Flywheel, FlywheelRow, store};
 use serde::Serialize;
@@ -86,24 +86,30 @@ pub fn plot_progress(run_dir: &Path, curve: &[Evaluation], iterations: &[Iterati
     if iterations.is_empty() {
         return Ok(());
     }
-    let kept = |name: &str, f: &dyn Fn(&IterationSummary) -> usize| Series { name: name.into(), points: iterations.iter().map(|s| (f64::from(s.iteration), f(s) as f64)).collect() };
+    let kept = |name: &str, f: &dyn Fn(&IterationSummary) -> usize| Series {
+        name: name.into(),
+        points: iterations.iter().map(|s| (f64::from(s.iteration), f(s) as f64)).collect(),
+    };
     line_chart(
         &dir.join("flywheel.png"),
         "flywheel rows kept per iteration",
         "iteration",
         &[kept("recognition", &|s| s.kept.kept_recognition), kept("synthetic", &|s| s.kept.kept_synthetic), kept("duplicates", &|s| s.kept.duplicates)],
-    )
+    )?;
+    Ok(())
 }
 
 /// PNG curves of the self-play steps in `plots/`: reward (with its components), KL and loss.
 pub fn plot_steps(run_dir: &Path, rows: &[Row]) -> Result<()> {
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir)?;
-    let series = |name: &str, key: &str| Series { name: name.into(), points: rows.iter().filter_map(|r| r.values.get(key).map(|v| (r.step as f64, *v))).collect() };
+    let series =
+        |name: &str, key: &str| Series { name: name.into(), points: rows.iter().filter_map(|r| r.values.get(key).map(|v| (r.step as f64, *v))).collect() };
     let mut rewards = vec![series("reward", "reward")];
     let components: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.values.keys()).filter(|k| k.starts_with("rewards/")).collect();
     rewards.extend(components.into_iter().map(|k| series(k.trim_start_matches("rewards/").trim_end_matches("/mean"), k)));
     line_chart(&dir.join("reward.png"), "reward per step", "step", &rewards)?;
     line_chart(&dir.join("kl.png"), "KL to the reference per step", "step", &[series("kl", "kl")])?;
-    line_chart(&dir.join("loss.png"), "loss per step", "step", &[series("loss", "loss")])
+    line_chart(&dir.join("loss.png"), "loss per step", "step", &[series("loss", "loss")])?;
+    Ok(())
 }

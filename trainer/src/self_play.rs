@@ -1,8 +1,8 @@
 //! Self-play as the trainer runs it: which items a step uses, both roles' rollouts as GRPO
 //! groups, per-role metrics, and the iteration bookkeeping (steps per iteration, summaries).
 
-use crate::grpo::{Group, Sample};
 use crate::evaluation::DevResult;
+use crate::grpo::{Group, Sample};
 use selfemo_datasets::{Corpus, Target};
 use selfemo_rewards::advantage::mean_std;
 use selfemo_selfplay::{EmotionDraw, ExpressionGroup, ExpressionItem, FilterCounts, RecognitionGroup, RecognitionItem, SelfPlayConfig};
@@ -71,9 +71,8 @@ pub fn to_groups(recognition: &[RecognitionGroup], expression: &[ExpressionGroup
             })
             .collect(),
     };
-    let rec = recognition
-        .iter()
-        .map(|g| group(g.item.id, g.samples.iter().map(|s| (&s.completion, s.reward.total, s.reward.consistency.unwrap_or(0.0))).collect()));
+    let rec =
+        recognition.iter().map(|g| group(g.item.id, g.samples.iter().map(|s| (&s.completion, s.reward.total, s.reward.consistency.unwrap_or(0.0))).collect()));
     let exp = expression.iter().map(|g| group(g.item.id, g.samples.iter().map(|s| (&s.completion, s.reward.total, 0.0)).collect()));
     rec.chain(exp).collect()
 }
@@ -166,11 +165,31 @@ mod tests {
 
     #[test]
     fn counts_survive_the_metrics_round_trip() {
-        let c = FilterCounts { recognition_seen: 16, recognition_below_tau: 9, synthetic_seen: 8, synthetic_below_tau: 5, synthetic_names_label: 1, duplicates: 3, over_cap: 1, kept_recognition: 4, kept_synthetic: 2 };
+        let c = FilterCounts {
+            recognition_seen: 16,
+            recognition_below_tau: 9,
+            synthetic_seen: 8,
+            synthetic_below_tau: 5,
+            synthetic_names_label: 1,
+            duplicates: 3,
+            over_cap: 1,
+            kept_recognition: 4,
+            kept_synthetic: 2,
+        };
         let row = count_metrics(&c);
         assert_eq!(
             counts_from_metrics([&row, &row].into_iter()),
-            FilterCounts { recognition_seen: 32, recognition_below_tau: 18, synthetic_seen: 16, synthetic_below_tau: 10, synthetic_names_label: 2, duplicates: 6, over_cap: 2, kept_recognition: 8, kept_synthetic: 4 }
+            FilterCounts {
+                recognition_seen: 32,
+                recognition_below_tau: 18,
+                synthetic_seen: 16,
+                synthetic_below_tau: 10,
+                synthetic_names_label: 2,
+                duplicates: 6,
+                over_cap: 2,
+                kept_recognition: 8,
+                kept_synthetic: 4
+            }
         );
     }
 }

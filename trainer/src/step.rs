@@ -7,10 +7,11 @@ use crate::config::RunConfig;
 use crate::grpo::{NonFinite, UpdateSettings, update};
 use crate::metrics_log::Row;
 use crate::optim::LrSchedule;
-use crate::policy::ModelPolicy;
 use crate::self_play::{StepItems, count_metrics, role_metrics, to_groups};
+use anyhow::Context;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
+use selfemo_eval::policy::ModelPolicy;
 use selfemo_model::{CausalLm, EmotionVectors, TextTokenizer};
 use selfemo_rewards::advantage::mean_std;
 use selfemo_selfplay::{ExpressionGroup, FilterCounts, Flywheel, RecognitionGroup, RecognitionItem, Rerecogniser, Roles, recognise, respond};
@@ -57,7 +58,15 @@ impl Step<'_> {
     /// Step `step` (from 0) of self-play iteration `k` on `items`: rollouts by the policy as it
     /// is (π_old), admission of what they earn into `flywheel`, then μ optimiser steps. On a
     /// non-finite loss or gradient the model is returned as it was, with the error.
-    pub fn run(&self, model: CausalLm, optim: &mut ModuleOptimizer, flywheel: &mut Flywheel, items: &StepItems, k: u32, step: u64) -> (CausalLm, Result<StepOutput, NonFinite>) {
+    pub fn run(
+        &self,
+        model: CausalLm,
+        optim: &mut ModuleOptimizer,
+        flywheel: &mut Flywheel,
+        items: &StepItems,
+        k: u32,
+        step: u64,
+    ) -> (CausalLm, Result<StepOutput, NonFinite>) {
         let (c, g, sp) = (self.config, &self.config.grpo, &self.config.selfplay);
         let t0 = Instant::now();
         let rollout_model = model.valid();
@@ -66,7 +75,9 @@ impl Step<'_> {
         let generate_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let frozen = match (sp.rerecogniser, self.frozen) {
-            (Rerecogniser::Reference, Some(m)) => Some(ModelPolicy { model: m, tok: self.tok, sampling: g.sampling(), score_rows: c.eval.batch_size, vectors: None }),
+            (Rerecogniser::Reference, Some(m)) => {
+                Some(ModelPolicy { model: m, tok: self.tok, sampling: g.sampling(), score_rows: c.eval.batch_size, vectors: None })
+            }
             _ => None,
         };
         let rerecogniser: &dyn selfemo_selfplay::Policy = frozen.as_ref().map_or(&policy, |f| f);
@@ -80,7 +91,8 @@ impl Step<'_> {
             let equal = |gr: &RecognitionGroup| gr.samples.iter().all(|s| (s.reward.total - gr.samples[0].reward.total).abs() <= 1e-12);
             let stale: Vec<usize> = (0..recognition.len()).filter(|i| equal(&recognition[*i])).collect();
             if !stale.is_empty() {
-                let fresh_items: Vec<RecognitionItem> = (0..stale.len()).map(|j| self.reserve[(step as usize * g.prompts_per_step + j) % self.reserve.len()].clone()).collect();
+                let fresh_items: Vec<RecognitionItem> =
+                    (0..stale.len()).map(|j| self.reserve[(step as usize * g.prompts_per_step + j) % self.reserve.len()].clone()).collect();
                 let fresh = recognise(&policy, &self.roles, &fresh_items, g.num_generations, c.seed, step);
                 counts.add(&flywheel.admit(k, step + 1, &fresh, &[], &sp.flywheel));
                 resampled = stale.len();
@@ -91,9 +103,7 @@ impl Step<'_> {
         }
         let groups = to_groups(&recognition, &expression);
         let score_s = t2.elapsed().as_secs_f64();
-        drop(frozen);
-        drop(policy);
-        drop(rollout_model);
+        drop(rollout_model); // π_old's weights, before the update's activations
         let t3 = Instant::now();
         let reference = if g.beta > 0.0 { self.frozen } else { None };
         let (model, stats) = update(model, reference, optim, &groups, &self.settings, &self.schedule, step as usize * g.num_iterations.max(1));
@@ -141,4 +151,19 @@ impl Step<'_> {
 /// The seconds of training a metrics row records: rollouts, scoring and the update.
 pub fn step_seconds(row: &Row) -> f64 {
     ["timing/generate", "timing/respond", "timing/score", "timing/update"].iter().filter_map(|k| row.values.get(*k)).sum()
+}
+
+/// The emotion vectors of steered responder sampling, checked against the policy.
+pub(crate) fn steering_vectors(c: &RunConfig, model: &CausalLm) -> anyhow::Result<Option<EmotionVectors>> {
+    let Some(st) = &c.selfplay.steering else { return Ok(None) };
+    let v = EmotionVectors::load(&st.vectors).with_context(|| format!("selfplay.steering.vectors: {}", st.vectors.display()))?;
+    anyhow::ensure!(
+        v.num_layers() == model.num_layers(),
+        "selfplay.steering.vectors: {} holds vectors for {} layers (model {}), the policy has {}",
+        st.vectors.display(),
+        v.num_layers(),
+        v.model,
+        model.num_layers()
+    );
+    Ok(Some(v))
 }

@@ -3,10 +3,24 @@
 //! `{gold}</answer>` (kind `label`), on self-written rationales that passed the re-prediction
 //! check (kind `rationale`), or on the policy's own kept answers (replay).
 
+use crate::config::WarmStartKind;
+use crate::evaluation::DevCurve;
 use crate::loss::sft_loss;
-use crate::recognition::RecognitionPrompt;
+use crate::run_dir::{write_json, write_json_lines};
+use crate::self_play::SYNTHETIC_IDS;
+use crate::session::Session;
+use anyhow::Result;
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
+use selfemo_datasets::Target;
+use selfemo_eval::policy::{ModelPolicy, render};
+use selfemo_eval::recognition::{RecognitionPrompt, prompts};
 use selfemo_model::{CausalLm, TextTokenizer, completion_logprobs, completion_logprobs_tree};
+use selfemo_selfplay::{Flywheel, Rationale, RecognitionItem, Roles, Verdict, rationales};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// An SFT example: prompt ids and completion ids.
@@ -72,7 +86,11 @@ pub fn sft(
         let batch: Vec<&Example> = (0..plan.batch_size).map(|i| examples[(step * plan.batch_size + i) % examples.len()]).collect();
         let prompts: Vec<Vec<u32>> = batch.iter().map(|e| e.0.clone()).collect();
         let completions: Vec<Vec<u32>> = batch.iter().map(|e| e.1.clone()).collect();
-        let logprobs = if plan.prefix_sharing { completion_logprobs_tree(&model, &prompts, &completions, 1.0) } else { completion_logprobs(&model, &prompts, &completions, pad, 1.0) };
+        let logprobs = if plan.prefix_sharing {
+            completion_logprobs_tree(&model, &prompts, &completions, 1.0)
+        } else {
+            completion_logprobs(&model, &prompts, &completions, pad, 1.0)
+        };
         let loss = sft_loss(logprobs);
         let value = loss.clone().into_scalar::<f32>() as f64;
         anyhow::ensure!(value.is_finite(), "SFT step {}: non-finite loss {value}", step + 1);
@@ -90,4 +108,136 @@ pub fn sft(
         }
     }
     Ok((model, outcome))
+}
+
+/// What the warm start did (`warm_start.json`), so a resumed run knows its training time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WarmStartRecord {
+    steps: usize,
+    examples: usize,
+    distinct: usize,
+    first_loss: Option<f64>,
+    last_loss: Option<f64>,
+    pub(crate) seconds: f64,
+}
+
+/// The SFT warm start on `targets` (in training order, repeats allowed), with dev evaluations
+/// on its way (`warm_start-<step>`); returns the model and the seconds of SFT.
+pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targets: &[Target], curve: &mut DevCurve) -> Result<(CausalLm, f64)> {
+    let (c, ws, tok) = (s.config, &s.config.warm_start, s.tok);
+    // Each distinct target's example once; the training order refers to them.
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<Target> = targets.iter().copied().filter(|t| seen.insert(*t)).collect();
+    let by_target: HashMap<Target, Example> = match ws.kind {
+        WarmStartKind::Label => {
+            let ps = prompts(s.corpus, &distinct, &c.prompt, c.data.context_window, c.data.max_prompt_tokens, tok);
+            ps.iter().map(|p| (p.target, label_example(p, tok))).collect()
+        }
+        WarmStartKind::Rationale => rationale_examples(s, &model, roles, &distinct)?,
+    };
+    let examples: Vec<&Example> = targets.iter().filter_map(|t| by_target.get(t)).collect();
+    let plan = SftPlan {
+        steps: ws.steps,
+        batch_size: ws.batch_size,
+        learning_rate: ws.learning_rate,
+        budget: (ws.minutes > 0.0).then(|| Duration::from_secs_f64(ws.minutes * 60.0)),
+        every: ws.eval_every,
+        prefix_sharing: c.grpo.prefix_sharing,
+    };
+    let mut evaluate = |step: usize, m: &CausalLm, seconds: f64| s.evaluate(curve, &m.valid(), &format!("warm_start-{step}"), 0, seconds).map(|_| ());
+    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples, tok.pad_id, &plan, &mut evaluate)?;
+    let (first, last) = (outcome.losses.first().copied(), outcome.losses.last().copied());
+    let seen_examples = (outcome.losses.len() * ws.batch_size).min(examples.len());
+    let record = WarmStartRecord {
+        steps: outcome.losses.len(),
+        examples: seen_examples,
+        distinct: by_target.len(),
+        first_loss: first,
+        last_loss: last,
+        seconds: outcome.seconds,
+    };
+    write_json(&s.run_dir.join("warm_start.json"), &record)?;
+    s.log(&format!(
+        "warm start: {} SFT steps on {} examples ({} distinct targets) in {:.1} min, loss {:.4} -> {:.4}",
+        record.steps,
+        record.examples,
+        record.distinct,
+        record.seconds / 60.0,
+        first.unwrap_or(f64::NAN),
+        last.unwrap_or(f64::NAN)
+    ))?;
+    Ok((model, outcome.seconds))
+}
+
+/// Ids of warm-start rationale items (apart from every rollout item's).
+const RATIONALE_IDS: usize = 1 << 42;
+
+/// The `rationale` warm start's examples by target: the policy explains each target's gold
+/// label, and the rationales that pass every check (`warm_start_rationales.jsonl` lists them all).
+fn rationale_examples(s: &Session, model: &CausalLm, roles: &Roles, targets: &[Target]) -> Result<HashMap<Target, Example>> {
+    let (c, tok) = (s.config, s.tok);
+    let items: Vec<(Target, RecognitionItem)> = targets
+        .iter()
+        .enumerate()
+        .filter_map(|(k, t)| RecognitionItem::from_target(s.corpus, *t, c.data.context_window, (RATIONALE_IDS + k) as u64).map(|i| (*t, i)))
+        .collect();
+    let (targets, items): (Vec<Target>, Vec<RecognitionItem>) = items.into_iter().unzip();
+    let writer = model.valid();
+    let policy = ModelPolicy { model: &writer, tok, sampling: c.grpo.sampling(), score_rows: c.eval.batch_size, vectors: None };
+    let written = rationales(&policy, roles, &items, &c.warm_start.rationale_hint, c.seed);
+    write_rationales(&s.run_dir.join("warm_start_rationales.jsonl"), &written)?;
+    let count = |v: Verdict| written.iter().filter(|r| r.verdict() == v).count();
+    s.log(&format!(
+        "warm start: kept {} of {} self-written rationales; rejected {} naming an emotion, {} whose label-free re-prediction disagrees, {} empty",
+        count(Verdict::Kept),
+        written.len(),
+        count(Verdict::NamesEmotion),
+        count(Verdict::Disagrees),
+        count(Verdict::Empty)
+    ))?;
+    let kept = targets.into_iter().zip(&written).filter(|(_, r)| r.kept());
+    Ok(kept.map(|(t, r)| (t, (tok.encode(&render(tok, &roles.recognition_prompt(&policy, &r.item))), completion_ids(&r.completion(), tok)))).collect())
+}
+
+/// The recognition rows iteration k−1 kept, trained on by SFT before iteration k's first step
+/// (`iter-<k>/replay.jsonl` lists the examples in training order); returns the seconds taken.
+pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Flywheel, k: u32) -> Result<(CausalLm, f64)> {
+    let (c, sp, tok) = (s.config, &s.config.selfplay, s.tok);
+    let kept = flywheel.recognition_examples(k - 1, s.corpus.dataset.labels(), &c.prompt.reply_prefix, SYNTHETIC_IDS + (u64::from(k) << 24) + (1 << 23));
+    let examples: Vec<Example> = {
+        let m = model.valid();
+        let policy = ModelPolicy { model: &m, tok, sampling: c.grpo.sampling(), score_rows: c.eval.batch_size, vectors: None };
+        let prompt_ids = |item: &RecognitionItem| tok.encode(&render(tok, &roles.recognition_prompt(&policy, item)));
+        kept.iter().map(|(item, completion)| (prompt_ids(item), completion_ids(completion, tok))).collect()
+    };
+    let steps = (sp.sft_epochs * examples.len() as f64 / sp.sft_batch_size as f64).ceil() as usize;
+    let lines = (0..steps * sp.sft_batch_size).filter(|_| !kept.is_empty()).map(|i| {
+        let (item, completion) = &kept[i % kept.len()];
+        serde_json::json!({ "source": item.source, "label": item.gold.name(), "completion": completion })
+    });
+    write_json_lines(&s.run_dir.join(format!("iter-{k}/replay.jsonl")), lines)?;
+    let plan =
+        SftPlan { steps, batch_size: sp.sft_batch_size, learning_rate: sp.sft_learning_rate, budget: None, every: 0, prefix_sharing: c.grpo.prefix_sharing };
+    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples.iter().collect::<Vec<_>>(), tok.pad_id, &plan, &mut |_, _, _| Ok(()))?;
+    let losses = &outcome.losses;
+    writeln!(
+        s.events.borrow_mut(),
+        "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:?}",
+        losses.len(),
+        examples.len(),
+        k - 1,
+        losses.first().zip(losses.last())
+    )?;
+    Ok((model, outcome.seconds))
+}
+
+/// The warm start's rationales as JSON lines: source, gold, rationale, re-prediction, verdict.
+fn write_rationales(path: &Path, written: &[Rationale]) -> Result<()> {
+    let lines = written.iter().map(|r| {
+        serde_json::json!({
+            "source": r.item.source, "gold": r.item.gold.name(), "rationale": r.text,
+            "repredicted": r.repredicted.map(|e| e.name()), "verdict": r.verdict(), "kept": r.kept(),
+        })
+    });
+    write_json_lines(path, lines)
 }

@@ -119,7 +119,8 @@ fn gradient_accumulation_takes_the_same_step() {
         s.reward = (i % 3) as f64;
     }
     let step = |parts: usize| {
-        let settings = UpdateSettings { gradient_accumulation_steps: parts, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1) };
+        let settings =
+            UpdateSettings { gradient_accumulation_steps: parts, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1) };
         let (m, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &settings, &LrSchedule::constant(1e-2), 0);
         let w = m.model.layers[0].self_attn.q_proj.weight.val().into_data().try_to_vec::<f32>().unwrap();
         (w, stats.unwrap())
@@ -368,7 +369,11 @@ fn the_prefix_tree_layout_gives_the_padded_loss_and_every_gradient() {
         for (g, beta, lora) in [(1, 0.0, false), (4, 0.04, false), (4, 0.04, true)] {
             let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(arch) };
             let base = CausalLm::random(&config, 21, &Device::flex().autodiff());
-            let model = if lora { apply_trainable(base, &Trainable::Lora { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "down_proj".into()] }, 3) } else { base };
+            let model = if lora {
+                apply_trainable(base, &Trainable::Lora { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "down_proj".into()] }, 3)
+            } else {
+                base
+            };
             let reference = CausalLm::random(&config, 22, &Device::flex());
             // Groups of G ragged completions of prompts that share a header, one of them twice.
             let prompts_g = [vec![1, 2, 3, 4, 5], vec![1, 2, 3, 9], vec![1, 2, 3, 4, 5]];
@@ -424,7 +429,11 @@ fn passes_cut_by_the_token_budget_take_the_same_step_as_one_pass() {
         s.reward = (i % 3) as f64;
     }
     let step = |budget: usize| {
-        let s = UpdateSettings { prefix_sharing: true, max_tree_tokens: budget, ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1) };
+        let s = UpdateSettings {
+            prefix_sharing: true,
+            max_tree_tokens: budget,
+            ..settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.0 }, LossType::Dapo, 3, 1)
+        };
         let (m, stats) = update(model.clone(), None, &mut AdamWSettings::default().build(), &groups, &s, &LrSchedule::constant(1e-2), 0);
         (m.model.layers[1].mlp.gate_proj.weight.val().into_data().try_to_vec::<f32>().unwrap(), stats.unwrap())
     };

@@ -2,31 +2,13 @@
 //! straight equal 2 steps, a stop at the end of self-play iteration 1, and 2 resumed steps (same
 //! samples, rewards and flywheel rows; float statistics and weights to flex's summation-order
 //! noise; the same KL reference, the warm-started policy); also across an epoch boundary and
-//! after a checkpoint write that died half way.
+//! after a checkpoint write that died half way (a killed `selfemo train`: selfemo-cli's tests).
 
-use selfemo_trainer::config::RunConfig;
+mod common;
+
+use common::{config, config_with};
 use selfemo_trainer::run::{TrainOptions, train};
 use std::path::Path;
-
-fn config(dir: &Path, name: &str) -> Option<RunConfig> {
-    config_with(dir, name, "")
-}
-
-/// The tiny run, with `data` lines added to its [data] section.
-fn config_with(dir: &Path, name: &str, data: &str) -> Option<RunConfig> {
-    selfemo_model::fetch::default_model_for_tests()?;
-    let text = format!(
-        "name = \"{name}\"\noutput_dir = \"{}\"\nseed = 3\n[model]\nmax_layers = 2\ntrainable = {{ kind = \"top_layers\", layers = 1 }}\n\
-         [data]\ncontext_window = 1\nmax_prompt_tokens = 120\n{data}\n\
-         [grpo]\nnum_generations = 2\nprompts_per_step = 2\nmax_steps = 4\nmax_completion_length = 6\nlearning_rate = 1e-3\nsave_steps = 2\ntemperature = 1.5\n\
-         [eval]\ndev_limit = 2\nmax_new_tokens = 4\ntest_limit = 2\n\
-         [prompt]\nreply_prefix = \"<think>x</think><answer>\"\n[warm_start]\nsteps = 2\nbatch_size = 2\nlearning_rate = 3e-3\n",
-        dir.display()
-    );
-    let c: RunConfig = toml::from_str(&text).unwrap();
-    c.validate().unwrap();
-    Some(c)
-}
 
 /// Asserts two runs' metric rows agree, less timings: every sampled token, reward and count
 /// exactly, and the float statistics to 1e-9 relative. flex sums in parallel in an order that
@@ -35,7 +17,9 @@ fn assert_same_rows(a: &[selfemo_trainer::metrics_log::Row], b: &[selfemo_traine
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.step, y.step);
-        let keys = |r: &selfemo_trainer::metrics_log::Row| r.values.keys().filter(|k| !k.starts_with("timing/") && *k != "tokens_per_second").cloned().collect::<Vec<_>>();
+        let keys = |r: &selfemo_trainer::metrics_log::Row| {
+            r.values.keys().filter(|k| !k.starts_with("timing/") && *k != "tokens_per_second").cloned().collect::<Vec<_>>()
+        };
         assert_eq!(keys(x), keys(y));
         for k in keys(x) {
             let (p, q) = (x.values[&k], y.values[&k]);
@@ -90,14 +74,27 @@ fn resumed_run_equals_uninterrupted_run() {
     assert_eq!(a.iterations, b.iterations);
     assert!(a.rows.iter().any(|r| r.values["grad_norm"] > 0.0), "the run trained");
     let trl = [
-        "loss", "reward", "reward_std", "rewards/format/mean", "frac_reward_zero_std", "kl", "entropy", "clip_ratio/low_mean",
-        "clip_ratio/high_mean", "completions/mean_length", "completions/clipped_ratio", "grad_norm", "learning_rate",
-        "timing/generate", "timing/score", "timing/update", "tokens_per_second",
+        "loss",
+        "reward",
+        "reward_std",
+        "rewards/format/mean",
+        "frac_reward_zero_std",
+        "kl",
+        "entropy",
+        "clip_ratio/low_mean",
+        "clip_ratio/high_mean",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "grad_norm",
+        "learning_rate",
+        "timing/generate",
+        "timing/score",
+        "timing/update",
+        "tokens_per_second",
     ];
     let missing: Vec<&str> = trl.iter().copied().filter(|k| !a.rows[0].values.contains_key(*k)).collect();
     assert!(missing.is_empty(), "metrics.parquet lacks {missing:?}");
     assert!(a.rows.iter().all(|r| r.values["entropy"] > 0.0), "sampling at temperature 1.5 has entropy");
-
 }
 
 #[test]
@@ -112,35 +109,6 @@ fn resuming_on_an_epoch_boundary_trains_the_remaining_steps() {
     assert_eq!(b.rows.len(), 4, "the second epoch ran after the resume");
     assert!(b.dev_after.is_some());
     assert!(weight_gap(&a.run_dir, &b.run_dir) < 1e-6, "final weights equal");
-}
-
-#[test]
-fn a_run_killed_during_a_checkpoint_write_resumes_from_the_previous_checkpoint() {
-    use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mut c) = config(dir.path(), "killed") else { return };
-    c.grpo.save_steps = 1;
-    let path = dir.path().join("killed.toml");
-    std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
-    let ckpt = c.run_dir().join("checkpoints");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_selfemo")).args(["train", path.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap();
-    // Wait for a write in progress after the first checkpoint exists, then SIGKILL the run.
-    let writing = || {
-        std::fs::read_dir(&ckpt).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".step-")))
-    };
-    let started = std::time::Instant::now();
-    while !(ckpt.join("step-1").is_dir() && writing()) {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before a second checkpoint write was seen");
-        assert!(started.elapsed().as_secs() < 300, "no checkpoint write seen");
-        std::thread::sleep(std::time::Duration::from_micros(200));
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    let newest = selfemo_trainer::checkpoint::latest(&c.run_dir()).expect("a whole checkpoint survives");
-    assert!(newest.join("model.bpk").is_file() && newest.join("optimizer.bpk").is_file(), "{}", newest.display());
-    let resumed = train(&c, TrainOptions { resume: true, ..Default::default() }).unwrap();
-    assert_eq!(resumed.rows.len(), 4);
-    assert!(resumed.dev_after.is_some());
 }
 
 #[test]

@@ -76,7 +76,11 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
         assert_eq!(r.label, e_star[&r.source], "a synthetic turn is labelled with its e*");
         assert_eq!(r.prediction, r.label, "kept at tau_e = {tau_e}: the re-recogniser heard e*");
         assert_eq!(r.reward_expression, Some(1.0));
-        assert!(labels.mention_in(&r.turn).is_none_or(|m| matches!(m, selfemo_datasets::Mention::Synonym(_))), "a turn naming a label is never kept: {:?}", r.turn);
+        assert!(
+            labels.mention_in(&r.turn).is_none_or(|m| matches!(m, selfemo_datasets::Mention::Synonym(_))),
+            "a turn naming a label is never kept: {:?}",
+            r.turn
+        );
         assert!(r.reward_recognition.is_none() && r.context.len() <= 2);
     }
     for r in all.iter().filter(|r| r.kind == Kind::Recognition) {
@@ -105,7 +109,16 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     let used: f64 = out.rows.iter().filter(|r| r.values["selfplay/iteration"] == 2.0).map(|r| r.values["selfplay/synthetic_prompts"]).sum();
     assert!(used > 0.0, "iteration 2 trained on iteration 1's synthetic turns");
     assert!(out.rows.iter().filter(|r| r.values["selfplay/iteration"] == 1.0).all(|r| r.values["selfplay/synthetic_prompts"] == 0.0));
-    for key in ["rewards/expression/mean", "rewards/recognition/mean", "rewards/explanation/mean", "responder/names_emotion", "reward/recogniser", "reward/responder", "flywheel/kept_synthetic", "timing/respond"] {
+    for key in [
+        "rewards/expression/mean",
+        "rewards/recognition/mean",
+        "rewards/explanation/mean",
+        "responder/names_emotion",
+        "reward/recogniser",
+        "reward/responder",
+        "flywheel/kept_synthetic",
+        "timing/respond",
+    ] {
         assert!(out.rows.iter().all(|r| r.values.contains_key(key)), "{key}");
     }
     // Steered samples (alpha 4 on every other responder sample) are weighed by min(π_old/π_steer, 1).
@@ -120,13 +133,14 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     assert_eq!(out.iterations.len(), 2);
     assert_eq!(out.iterations.iter().map(|s| s.kept.kept_synthetic).sum::<usize>(), all.iter().filter(|r| r.kind == Kind::Synthetic).count());
     assert_eq!(out.iterations[0].flywheel_rows + out.iterations[1].flywheel_rows, all.len());
-    for f in ["plots/dev_curve.png", "plots/flywheel.png", "test.json", "best/model.safetensors", "final/model.safetensors", "reference.bpk", "warm_start.json"] {
+    for f in ["plots/dev_curve.png", "plots/flywheel.png", "test.json", "best/model.safetensors", "final/model.safetensors", "reference.bpk", "warm_start.json"]
+    {
         assert!(out.run_dir.join(f).is_file(), "{f}");
     }
     let test = out.test.expect("a test evaluation");
     for mode in ["score", "generate"] {
         assert_eq!(test.reports[mode].per_class.iter().map(|c| c.support).sum::<usize>(), 2, "{mode}: test_limit targets");
-        assert_eq!(selfemo_trainer::predictions::read(&out.run_dir.join(format!("test-{mode}.predictions.parquet"))).unwrap().len(), 2);
+        assert_eq!(selfemo_eval::predictions::read(&out.run_dir.join(format!("test-{mode}.predictions.parquet"))).unwrap().len(), 2);
     }
     // Every dev evaluation is on the curve, with its predictions; best/ holds the best one's model.
     let stages: Vec<&str> = out.curve.iter().map(|e| e.stage.as_str()).collect();
@@ -144,7 +158,11 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
         assert_eq!(read(&out.run_dir), read(&again.run_dir), "iteration {k}");
     }
     let exact = |r: &selfemo_trainer::metrics_log::Row| -> Vec<(String, u64)> {
-        r.values.iter().filter(|(k, _)| !k.starts_with("timing/") && *k != "tokens_per_second" && *k != "entropy").map(|(k, v)| (k.clone(), v.to_bits())).collect()
+        r.values
+            .iter()
+            .filter(|(k, _)| !k.starts_with("timing/") && *k != "tokens_per_second" && *k != "entropy")
+            .map(|(k, v)| (k.clone(), v.to_bits()))
+            .collect()
     };
     assert_eq!(out.rows.iter().map(exact).collect::<Vec<_>>(), again.rows.iter().map(exact).collect::<Vec<_>>());
 }

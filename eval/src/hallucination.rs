@@ -2,8 +2,9 @@
 //! "does the speaker feel X?" with X = gold (expect yes) and X = a confusable label (expect no),
 //! answered in score mode (the higher of log π(Yes) and log π(No) after the question).
 
-use crate::label_scoring::{HeaderCache, ScorePrompt, ScoreQuery, layout, score_dialogue};
+use crate::label_scoring::{ScorePrompt, layout};
 use selfemo_datasets::{Corpus, Dataset, Emotion, Target};
+use selfemo_model::label_scores::{HeaderCache, ScoreQuery, score_dialogue};
 use selfemo_model::{CausalLm, Message, TextTokenizer};
 use serde::Serialize;
 
@@ -30,14 +31,9 @@ pub fn confusable(dataset: Dataset, gold: &str) -> Option<&'static str> {
             ("Mad", "Scared"),
             ("Sad", "Scared"),
         ],
-        Dataset::Iemocap => &[
-            ("neutral", "sad"),
-            ("happy", "excited"),
-            ("sad", "neutral"),
-            ("angry", "frustrated"),
-            ("excited", "happy"),
-            ("frustrated", "angry"),
-        ],
+        Dataset::Iemocap => {
+            &[("neutral", "sad"), ("happy", "excited"), ("sad", "neutral"), ("angry", "frustrated"), ("excited", "happy"), ("frustrated", "angry")]
+        }
     };
     table.iter().find(|(g, _)| *g == gold).map(|(_, c)| *c)
 }

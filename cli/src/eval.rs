@@ -4,12 +4,12 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use selfemo_datasets::{Corpus, Dataset, Split, Target};
+use selfemo_eval::label_scoring::{ScorePrompt, score_targets};
+use selfemo_eval::predictions::{self, Prediction, report_of};
+use selfemo_eval::recognition::{evaluate, label_scores, prompts, score_predictions};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
-use selfemo_trainer::label_scoring::{ScorePrompt, score_targets};
 use selfemo_trainer::config::RunConfig;
-use selfemo_trainer::predictions::{self, Prediction, report_of};
-use selfemo_trainer::recognition::{evaluate, label_scores, prompts, score_predictions};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ pub struct TargetArgs {
     #[arg(long, default_value = "default")]
     pub model: String,
     /// Comma-separated datasets.
-    #[arg(long, value_delimiter = ',', value_parser = crate::cli_data::parse_dataset, default_value = "meld")]
+    #[arg(long, value_delimiter = ',', value_parser = crate::data::parse_dataset, default_value = "meld")]
     pub dataset: Vec<Dataset>,
     /// IEMOCAP folder, when iemocap is listed.
     #[arg(long)]
@@ -53,19 +53,19 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     /// The context window and token budget: given ones, else `run`'s, else 20 and 512.
-    fn window_and_budget(&self, run: Option<&RunConfig>) -> (usize, usize) {
+    pub(crate) fn window_and_budget(&self, run: Option<&RunConfig>) -> (usize, usize) {
         let w = self.context_window.or(run.map(|r| r.data.context_window)).unwrap_or(20);
         (w, self.max_prompt_tokens.or(run.map(|r| r.data.max_prompt_tokens)).unwrap_or(512))
     }
 
     /// The model, on the chosen device.
-    fn load_model(&self) -> Result<LoadedModel> {
+    pub(crate) fn load_model(&self) -> Result<LoadedModel> {
         let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
         LoadedModel::load(&ModelSource::parse(&self.model), LoadOptions::default(), &device).context("loading the model")
     }
 
     /// Each dataset's corpus and its (limited) targets of the chosen split.
-    fn datasets(&self) -> Result<Vec<(Corpus, Vec<Target>)>> {
+    pub(crate) fn datasets(&self) -> Result<Vec<(Corpus, Vec<Target>)>> {
         let split = Split::from_name(&self.split).with_context(|| format!("unknown split {:?}", self.split))?;
         self.dataset
             .iter()
@@ -157,7 +157,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 row.push(class.support.saturating_sub(row.iter().sum::<usize>()));
             }
         }
-        selfemo_trainer::plots::confusion_chart(&png, &title, &labels, &columns, &counts)?;
+        selfemo_eval::plots::confusion_chart(&png, &title, &labels, &columns, &counts)?;
         let mut value = serde_json::to_value(&r)?;
         value["targets"] = n.into();
         value["seconds"] = seconds.into();
@@ -174,12 +174,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// A run config (`--prompt-from`).
-fn run_config(path: &std::path::Path) -> Result<RunConfig> {
+pub(crate) fn run_config(path: &std::path::Path) -> Result<RunConfig> {
     RunConfig::load(path).map_err(anyhow::Error::msg)
 }
 
 /// A bar with the count, rate and ETA on stderr.
-fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
     let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} targets  {per_sec}  eta {eta}").expect("a valid template");
     bar.set_style(style);
@@ -203,122 +203,4 @@ fn dialogue_score_predictions(corpus: &Corpus, targets: &[Target], scores: Vec<V
 /// The report file's name without its extension (`eval` for `eval.json`).
 fn stem(path: &std::path::Path) -> String {
     path.file_stem().map_or_else(|| "eval".into(), |s| s.to_string_lossy().into_owned())
-}
-
-/// Options of `selfemo probe hallucination`.
-#[derive(Args)]
-pub struct ProbeArgs {
-    /// Model and targets.
-    #[command(flatten)]
-    pub targets: TargetArgs,
-    /// Questions per tree pass.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// JSON report.
-    #[arg(long, default_value = "hallucination.json")]
-    pub out: PathBuf,
-}
-
-/// The hallucination probe per dataset: a table and a JSON report.
-pub fn hallucination(args: ProbeArgs) -> Result<()> {
-    use selfemo_trainer::hallucination::{probe, report};
-    let t = &args.targets;
-    let (window, budget) = t.window_and_budget(None);
-    let m = t.load_model()?;
-    let mut reports = serde_json::Map::new();
-    println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
-    for (corpus, targets) in t.datasets()? {
-        let d = corpus.dataset;
-        let started = Instant::now();
-        let bar = progress_bar(d.name(), targets.len());
-        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, window, budget, args.batch, &mut |k| bar.inc(k as u64));
-        bar.finish_and_clear();
-        let r = report(&answers);
-        let seconds = started.elapsed().as_secs_f64();
-        println!(
-            "{:<10} {:>6} {:>7.4} {:>13.4} {:>6.4} {:>9.4} {:>6.4}",
-            d.name(),
-            r.pairs,
-            r.basic_accuracy,
-            r.hallucinated_accuracy,
-            r.pair_accuracy,
-            r.yes_bias,
-            r.false_positive_ratio
-        );
-        let mut value = serde_json::to_value(&r)?;
-        value["seconds"] = seconds.into();
-        reports.insert(d.name().to_string(), value);
-    }
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
-    Ok(())
-}
-
-/// Options of `selfemo probe faithfulness`.
-#[derive(Args)]
-pub struct FaithArgs {
-    #[command(flatten)]
-    pub targets: TargetArgs,
-    /// Targets answered per generation batch.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Greedy tokens per answer (rationale and answer).
-    #[arg(long, default_value_t = 64)]
-    pub max_new_tokens: usize,
-    /// Take the recogniser prompt from a run config (its reply prefix must end with `<think>`).
-    #[arg(long)]
-    pub prompt_from: Option<PathBuf>,
-    /// JSON report.
-    #[arg(long, default_value = "faithfulness.json")]
-    pub out: PathBuf,
-}
-
-/// Runs the faithfulness probe per dataset and prints EPC and EEA.
-pub fn faithfulness(args: FaithArgs) -> Result<()> {
-    use selfemo_selfplay::{RecognitionItem, ResponderPrompt, Roles};
-    use selfemo_trainer::faithfulness::{probe, report};
-    let t = &args.targets;
-    let run = args.prompt_from.as_deref().map(run_config).transpose()?;
-    let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
-    let (window, budget) = t.window_and_budget(run.as_ref());
-    anyhow::ensure!(template.reply_prefix.trim_end().ends_with("<think>"), "the recogniser's reply prefix must end with <think> so it writes a rationale, got {:?}", template.reply_prefix);
-    let m = t.load_model()?;
-    let policy = selfemo_trainer::policy::ModelPolicy {
-        model: &m.model,
-        tok: &m.tokenizer,
-        sampling: selfemo_model::SamplingConfig::greedy(args.max_new_tokens),
-        score_rows: args.batch,
-        vectors: None,
-    };
-    let (responder, rewards, judge) = (ResponderPrompt::default(), selfemo_rewards::RewardConfig::default(), selfemo_selfplay::JudgePrompt::default());
-    let mut reports = serde_json::Map::new();
-    println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9}", "dataset", "targets", "rationales", "EPC", "EEA", "accuracy");
-    for (corpus, targets) in t.datasets()? {
-        let d = corpus.dataset;
-        let roles = Roles { recogniser: &template, responder: &responder, rerecognition_prefix: "<answer>", judge: &judge, labels: d.labels(), rewards: &rewards, max_prompt_tokens: budget };
-        let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, x)| RecognitionItem::from_target(&corpus, *x, window, k as u64)).collect();
-        let started = Instant::now();
-        let bar = progress_bar(d.name(), items.len());
-        let mut answers = Vec::with_capacity(items.len());
-        for chunk in items.chunks(args.batch.max(1)) {
-            answers.extend(probe(&policy, &roles, chunk));
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        let r = report(&answers);
-        let share = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-        println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9.4}", d.name(), r.targets, r.rationales, share(r.epc), share(r.eea), r.accuracy);
-        let mut value = serde_json::to_value(&r)?;
-        value["seconds"] = started.elapsed().as_secs_f64().into();
-        // Every target's rationale and judgement, so a reader can check the shares.
-        let name = |e: Option<selfemo_datasets::Emotion>| e.map(|e| e.name());
-        value["answers"] = answers
-            .iter()
-            .map(|a| serde_json::json!({ "gold": a.gold.name(), "prediction": name(a.prediction), "rationale": a.rationale, "judged": name(a.judged) }))
-            .collect();
-        reports.insert(d.name().to_string(), value);
-    }
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
-    Ok(())
 }

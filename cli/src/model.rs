@@ -54,11 +54,10 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
 /// Chats once with a model, steered by a mixture `(emotion, α)` of the vectors in a file.
 pub fn generate_steered(args: GenerateArgs, steering: Option<(&std::path::Path, Vec<(String, f64)>)>) -> Result<()> {
     let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let sampling =
-        SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, max_new_tokens: args.max_new_tokens };
+    let sampling = SamplingConfig { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, max_new_tokens: args.max_new_tokens };
     sampling.validate().map_err(anyhow::Error::msg)?;
-    let loaded = LoadedModel::load(&ModelSource::parse(&args.model), LoadOptions::default(), &device)
-        .with_context(|| format!("loading model {}", args.model))?;
+    let loaded =
+        LoadedModel::load(&ModelSource::parse(&args.model), LoadOptions::default(), &device).with_context(|| format!("loading model {}", args.model))?;
     let steer = match steering {
         Some((path, mixture)) => {
             let vectors = selfemo_model::EmotionVectors::load(path)?;

@@ -3,12 +3,12 @@
 //! unsteered policy's log-probs (π_old, checked against a full unpadded forward pass) and the
 //! steered policy's that drew it (the update's importance weight needs both).
 
-use selfemo_datasets::Dataset;
-use selfemo_model::steering::QUERIES;
 use burn::tensor::{Int, Tensor, TensorData, activation};
+use selfemo_datasets::Dataset;
+use selfemo_eval::policy::ModelPolicy;
+use selfemo_model::steering::QUERIES;
 use selfemo_model::{CausalLm, EmotionVectors, LoadOptions, LoadedModel, ModelSource, SamplingConfig};
 use selfemo_selfplay::{FilledPrompt, Policy};
-use selfemo_trainer::policy::ModelPolicy;
 
 #[test]
 fn steering_changes_samples_but_not_the_recorded_policy() {
@@ -18,7 +18,8 @@ fn steering_changes_samples_but_not_the_recorded_policy() {
     let vectors = EmotionVectors::extract(&m.model, &m.tokenizer, "smollm2-2-layers", &["joy", "anger"], &QUERIES[..4]);
     let sampling = SamplingConfig { temperature: 1.0, top_p: 1.0, top_k: 0, max_new_tokens: 8 };
     let policy = ModelPolicy { model: &m.model, tok: &m.tokenizer, sampling, score_rows: 8, vectors: Some(&vectors) };
-    let prompts = [FilledPrompt { system: "You continue conversations.".into(), user: "A: I got the job!\n\nWrite B's next line.".into(), reply_prefix: String::new() }];
+    let prompts =
+        [FilledPrompt { system: "You continue conversations.".into(), user: "A: I got the job!\n\nWrite B's next line.".into(), reply_prefix: String::new() }];
     let seeds = [vec![1, 2, 3]];
     let labels = Dataset::Meld.labels();
     let (joy, neutral) = (labels.parse("joy").unwrap(), labels.parse("neutral").unwrap());

@@ -1,10 +1,21 @@
 //! PNG plots of run curves and confusion matrices (plotters, with an embedded DejaVu Sans so
 //! nothing depends on the machine's fonts). Files are written to a temporary name and renamed.
 
-use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
+
+/// A chart that could not be drawn or written, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PlotError {
+    /// The PNG.
+    pub path: PathBuf,
+    /// What failed.
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, PlotError>;
 
 /// One named line: (x, y) points in x order; non-finite points are skipped.
 #[derive(Debug, Clone)]
@@ -31,7 +42,7 @@ fn temporary(path: &Path) -> PathBuf {
 }
 
 fn finish(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).with_context(|| format!("writing {}", path.display()))
+    std::fs::rename(tmp, path).map_err(|e| PlotError { path: path.to_path_buf(), message: format!("cannot write: {e}") })
 }
 
 /// A line chart of `series` over a shared x axis, written to `path` (PNG, 900×500).
@@ -42,7 +53,7 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, series: &[Series]) ->
     let (x0, x1) = bounds(all.iter().map(|p| p.0));
     let (y0, y1) = bounds(all.iter().map(|p| p.1));
     let tmp = temporary(path);
-    {
+    let drawn = || -> std::result::Result<(), String> {
         let root = BitMapBackend::new(&tmp, (900, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let mut chart = ChartBuilder::on(&root)
@@ -64,7 +75,9 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, series: &[Series]) ->
         }
         chart.configure_series_labels().label_font((FONT, 14)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_error)?;
         root.present().map_err(plot_error)?;
-    }
+        Ok(())
+    };
+    drawn().map_err(|message| PlotError { path: path.to_path_buf(), message })?;
     finish(&tmp, path)
 }
 
@@ -75,7 +88,7 @@ pub fn confusion_chart(path: &Path, title: &str, rows: &[String], columns: &[Str
     let (k, c) = (rows.len() as u32, columns.len() as u32);
     let max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
     let tmp = temporary(path);
-    {
+    let drawn = || -> std::result::Result<(), String> {
         let root = BitMapBackend::new(&tmp, (120 + 80 * c, 120 + 70 * k)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let mut chart = ChartBuilder::on(&root)
@@ -116,12 +129,18 @@ pub fn confusion_chart(path: &Path, title: &str, rows: &[String], columns: &[Str
                     .map_err(plot_error)?;
                 let ink = if shade < 0.5 { WHITE } else { BLACK };
                 chart
-                    .draw_series(std::iter::once(Text::new(n.to_string(), (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)), (FONT, 15).into_font().color(&ink))))
+                    .draw_series(std::iter::once(Text::new(
+                        n.to_string(),
+                        (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                        (FONT, 15).into_font().color(&ink),
+                    )))
                     .map_err(plot_error)?;
             }
         }
         root.present().map_err(plot_error)?;
-    }
+        Ok(())
+    };
+    drawn().map_err(|message| PlotError { path: path.to_path_buf(), message })?;
     finish(&tmp, path)
 }
 
@@ -134,6 +153,6 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn plot_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow!("plotting: {e}")
+fn plot_error<E: std::fmt::Display>(e: E) -> String {
+    format!("plotting: {e}")
 }

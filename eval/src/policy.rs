@@ -3,10 +3,10 @@
 //! steered per row by emotion vectors); scoring shares the prompts' common prefix in the KV
 //! cache ([`score_prompts`]).
 
-use crate::label_scoring::score_prompts;
 use burn::tensor::Tensor;
 use selfemo_datasets::Emotion;
-use crate::grpo::sample_each;
+use selfemo_model::generate::sample_each;
+use selfemo_model::label_scores::score_prompts;
 use selfemo_model::{CausalLm, EmotionVectors, Message, SamplingConfig, TextTokenizer, completion_logprobs};
 use selfemo_selfplay::{Completion, FilledPrompt, Policy};
 
@@ -41,16 +41,14 @@ impl ModelPolicy<'_> {
             .zip(generated)
             .map(|(prompt, gens)| {
                 gens.into_iter()
-                    .map(|g| {
-                        Completion {
-                            prompt: prompt.clone(),
-                            text: self.tok.decode(&g.tokens, true),
-                            truncated: !g.finished,
-                            tokens: g.tokens,
-                            logprobs: g.logprobs,
-                            behaviour_logprobs: None,
-                            entropies: g.entropies,
-                        }
+                    .map(|g| Completion {
+                        prompt: prompt.clone(),
+                        text: self.tok.decode(&g.tokens, true),
+                        truncated: !g.finished,
+                        tokens: g.tokens,
+                        logprobs: g.logprobs,
+                        behaviour_logprobs: None,
+                        entropies: g.entropies,
                     })
                     .collect()
             })

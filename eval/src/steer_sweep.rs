@@ -41,6 +41,11 @@ pub struct SweepRow {
     pub example: String,
 }
 
+/// An emotion the sweep cannot steer toward (not a label, or without a vector).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SweepError(pub String);
+
 /// Runs the sweep: for every emotion (a label of MELD's set) and α, greedy replies to
 /// `queries` with Σ = α·EV_e added, then recognition and perplexity.
 pub fn sweep(
@@ -51,16 +56,16 @@ pub fn sweep(
     alphas: &[f64],
     queries: &[&str],
     max_new_tokens: usize,
-) -> anyhow::Result<Vec<SweepRow>> {
+) -> Result<Vec<SweepRow>, SweepError> {
     let device = model.model.embed_tokens.weight.device();
     let labels = Dataset::Meld.labels();
     let prompts: Vec<Vec<u32>> = queries.iter().map(|q| tok.encode(&tok.chat_prompt(&[Message::new("user", *q)]))).collect();
     let seeds = vec![0; prompts.len()];
     let mut rows = Vec::new();
     for e in emotions {
-        let gold = labels.parse(e).ok_or_else(|| anyhow::anyhow!("{e:?} is not a MELD label ({})", labels.joined()))?;
+        let gold = labels.parse(e).ok_or_else(|| SweepError(format!("{e:?} is not a MELD label ({})", labels.joined())))?;
         for &alpha in alphas {
-            let steer = vectors.mix(&[(e.clone(), alpha)], &device).map_err(anyhow::Error::msg)?;
+            let steer = vectors.mix(&[(e.clone(), alpha)], &device).map_err(SweepError)?;
             let replies = generate(model, &prompts, &SamplingConfig::greedy(max_new_tokens), &seeds, &tok.eos_ids, tok.pad_id, Some(&steer));
             let texts: Vec<String> = replies.iter().map(|g| tok.decode(&g.tokens, true).trim().to_string()).collect();
             // 1. recognition: each (query, reply) is a two-turn dialogue whose reply is the target
@@ -85,9 +90,18 @@ pub fn sweep(
             let p_emotion = scores.iter().map(|s| label_probability(s, index.unwrap_or(0))).sum::<f64>() / scores.len().max(1) as f64;
             // 2. fluency under the unsteered policy
             let tokens: Vec<Vec<u32>> = replies.iter().map(|g| g.tokens.clone()).collect();
-            let lp = completion_logprobs(model, &prompts, &tokens, tok.pad_id, 1.0).into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let lp = completion_logprobs(model, &prompts, &tokens, tok.pad_id, 1.0)
+                .try_to_vec_as::<f32>()
+                .map_err(|e| SweepError(format!("reading log-probs: {e:?}")))?;
             let nll = -lp.iter().map(|x| *x as f64).sum::<f64>() / lp.len().max(1) as f64;
-            rows.push(SweepRow { emotion: e.clone(), alpha, consistency: agree as f64 / queries.len() as f64, p_emotion, perplexity: nll.exp(), example: texts[0].clone() });
+            rows.push(SweepRow {
+                emotion: e.clone(),
+                alpha,
+                consistency: agree as f64 / queries.len() as f64,
+                p_emotion,
+                perplexity: nll.exp(),
+                example: texts[0].clone(),
+            });
         }
     }
     Ok(rows)

@@ -3,8 +3,9 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use selfemo_datasets::{Dataset, Split};
+use selfemo_eval::label_scoring::{ScorePrompt, layout, score_targets};
+use selfemo_model::label_scores::{ScoreQuery, TokenLayout, header_cache, score_dialogue, score_prompts};
 use selfemo_model::{Architecture, CausalLm, LoadOptions, LoadedModel, Message, ModelConfig, ModelSource};
-use selfemo_trainer::label_scoring::{ScorePrompt, ScoreQuery, TokenLayout, header_cache, layout, score_dialogue, score_prompts, score_targets};
 
 /// log π(label | prompt) from one uncached pass over prompt · label.
 fn alone(model: &CausalLm, prompt: &[u32], label: &[u32]) -> f64 {
@@ -34,8 +35,7 @@ fn shared_prefix_scores_equal_scoring_each_target_alone() {
         let lines: Vec<Vec<u32>> = vec![vec![10, 11, 12], vec![13], vec![14, 15, 16, 17], vec![18, 19], vec![20, 21, 22], vec![23]];
         let layout = TokenLayout { header: vec![2, 3, 4, 5], lines, labels: vec![vec![30], vec![31, 32], vec![33, 34, 35], vec![36]] };
         // window 2: starts slide (0, 0, 0, 1, 2, 3), suffixes of different lengths
-        let queries: Vec<ScoreQuery> =
-            (0..6).map(|t| ScoreQuery { turn: t, start: t.saturating_sub(2), suffix: (40..42 + t as u32 % 3).collect() }).collect();
+        let queries: Vec<ScoreQuery> = (0..6).map(|t| ScoreQuery { turn: t, start: t.saturating_sub(2), suffix: (40..42 + t as u32 % 3).collect() }).collect();
         let header = header_cache(&model, &layout.header);
         for rows in [1, 2, 8] {
             let shared = score_dialogue(&model, &layout, &queries, &header, rows);
@@ -102,7 +102,7 @@ fn real_prompts_decode_to_the_chat_and_score_like_each_target_alone() {
 
 #[test]
 fn the_hallucination_probe_answers_both_questions_of_every_target() {
-    use selfemo_trainer::hallucination::{probe, report};
+    use selfemo_eval::hallucination::{probe, report};
     let Some(gguf) = selfemo_model::fetch::default_model_for_tests() else { return };
     let m = LoadedModel::load(&ModelSource::Gguf(gguf), LoadOptions { max_layers: Some(2), ..Default::default() }, &Device::flex()).unwrap();
     let corpus = selfemo_datasets::load(Dataset::Emorynlp, None).unwrap();
@@ -113,6 +113,7 @@ fn the_hallucination_probe_answers_both_questions_of_every_target() {
     let r = report(&answers);
     assert_eq!(r.pairs, 6);
     // the same questions asked one dialogue at a time give the same answers
-    let one_by_one: Vec<_> = targets.chunk_by(|a, b| a.dialogue == b.dialogue).flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, 4, 256, 1, &mut |_| ())).collect();
+    let one_by_one: Vec<_> =
+        targets.chunk_by(|a, b| a.dialogue == b.dialogue).flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, 4, 256, 1, &mut |_| ())).collect();
     assert_eq!(one_by_one, answers);
 }

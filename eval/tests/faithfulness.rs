@@ -1,10 +1,10 @@
 //! EPC and EEA on a scripted policy whose rationales and judgements are known.
 
 use selfemo_datasets::{Corpus, Dataset, Dialogue, Split, Target, Utterance};
+use selfemo_eval::faithfulness::{probe, report};
 use selfemo_rewards::RewardConfig;
 use selfemo_selfplay::fake::ScriptedPolicy;
 use selfemo_selfplay::{FilledPrompt, JudgePrompt, RecogniserPrompt, RecognitionItem, ResponderPrompt, Roles};
-use selfemo_trainer::faithfulness::{probe, report};
 
 #[test]
 fn epc_and_eea_count_what_the_judge_reads_in_each_rationale() {
@@ -36,7 +36,15 @@ fn epc_and_eea_count_what_the_judge_reads_in_each_rationale() {
         },
     };
     let (rec, resp, rewards, judge) = (RecogniserPrompt::default(), ResponderPrompt::default(), RewardConfig::default(), JudgePrompt::default());
-    let roles = Roles { recogniser: &rec, responder: &resp, rerecognition_prefix: "<answer>", judge: &judge, labels: meld, rewards: &rewards, max_prompt_tokens: 10_000 };
+    let roles = Roles {
+        recogniser: &rec,
+        responder: &resp,
+        rerecognition_prefix: "<answer>",
+        judge: &judge,
+        labels: meld,
+        rewards: &rewards,
+        max_prompt_tokens: 10_000,
+    };
     let answers = probe(&policy, &roles, &items);
     assert_eq!(answers[0].rationale, "She smiles.");
     assert_eq!(answers[3].judged, None, "no contract, no rationale to judge");

@@ -2,8 +2,8 @@
 //! consistency a share, perplexity finite, and α = 0 the same replies for every emotion.
 
 use burn::tensor::Device;
+use selfemo_eval::steer_sweep::{SWEEP_QUERIES, sweep};
 use selfemo_model::{EmotionVectors, LoadOptions, LoadedModel, ModelSource};
-use selfemo_trainer::steer_sweep::{SWEEP_QUERIES, sweep};
 
 #[test]
 fn sweep_rows_cover_the_grid_and_alpha_zero_is_the_shared_control() {
@@ -13,8 +13,14 @@ fn sweep_rows_cover_the_grid_and_alpha_zero_is_the_shared_control() {
     let emotions = vec!["joy".to_string(), "anger".to_string()];
     let rows = sweep(&m.model, &m.tokenizer, &vectors, &emotions, &[0.0, 6.0], &SWEEP_QUERIES[..3], 4).unwrap();
     assert_eq!(rows.iter().map(|r| (r.emotion.as_str(), r.alpha)).collect::<Vec<_>>(), [("joy", 0.0), ("joy", 6.0), ("anger", 0.0), ("anger", 6.0)]);
-    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.consistency) && r.p_emotion > 0.0 && r.p_emotion < 1.0 && r.perplexity.is_finite() && r.perplexity >= 1.0));
+    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.consistency)
+        && r.p_emotion > 0.0
+        && r.p_emotion < 1.0
+        && r.perplexity.is_finite()
+        && r.perplexity >= 1.0));
     assert_eq!(rows[0].example, rows[2].example, "alpha 0 replies do not depend on the emotion");
     assert_eq!(rows[0].perplexity, rows[2].perplexity);
-    assert!(sweep(&m.model, &m.tokenizer, &vectors, &["pride".to_string()], &[1.0], &SWEEP_QUERIES[..1], 2).unwrap_err().to_string().contains("not a MELD label"));
+    assert!(
+        sweep(&m.model, &m.tokenizer, &vectors, &["pride".to_string()], &[1.0], &SWEEP_QUERIES[..1], 2).unwrap_err().to_string().contains("not a MELD label")
+    );
 }

@@ -141,9 +141,18 @@ mod tests {
         let meld = Dataset::Meld.labels();
         let e = |n: &str| meld.parse(n).unwrap();
         let u = |s: &str, l: &str| Utterance { speaker: s.into(), text: "x".into(), label: Some(e(l)) };
-        let corpus = Corpus { dataset: Dataset::Meld, dialogues: vec![Dialogue { id: "d7".into(), split: Split::Test, utterances: vec![u("A", "joy"), u("B", "anger")] }] };
+        let corpus = Corpus {
+            dataset: Dataset::Meld,
+            dialogues: vec![Dialogue { id: "d7".into(), split: Split::Test, utterances: vec![u("A", "joy"), u("B", "anger")] }],
+        };
         let predictions = vec![
-            Prediction { target: Target { dialogue: 0, turn: 0 }, gold: e("joy"), predicted: Some(e("joy")), completion: Some("<answer>joy</answer>".into()), label_logprobs: None },
+            Prediction {
+                target: Target { dialogue: 0, turn: 0 },
+                gold: e("joy"),
+                predicted: Some(e("joy")),
+                completion: Some("<answer>joy</answer>".into()),
+                label_logprobs: None,
+            },
             Prediction { target: Target { dialogue: 0, turn: 1 }, gold: e("anger"), predicted: None, completion: None, label_logprobs: Some(vec![-0.5, -2.0]) },
         ];
         let dir = tempfile::tempdir().unwrap();

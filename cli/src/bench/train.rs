@@ -3,7 +3,7 @@
 //! the update's achieved GFLOP/s over the f32 matmul peak measured in the same run. The shape
 //! is set by flags so the same work can be run on other trainers.
 
-use crate::bench::matmul_peak;
+use crate::bench::model::matmul_peak;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use clap::Args;
@@ -26,7 +26,7 @@ pub struct BenchTrainArgs {
     #[arg(long, default_value_t = 0)]
     pub layers: usize,
     /// Dataset whose first train targets are the prompts.
-    #[arg(long, value_parser = crate::cli_data::parse_dataset, default_value = "meld")]
+    #[arg(long, value_parser = crate::data::parse_dataset, default_value = "meld")]
     pub dataset: Dataset,
     /// Recognition prompts per step.
     #[arg(long, default_value_t = 4)]
@@ -68,7 +68,13 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     let corpus = selfemo_datasets::load(args.dataset, None)?;
     let w = run.data.context_window;
     // The same prompts every step: the first train targets.
-    let real: Vec<_> = corpus.targets(Split::Train).into_iter().take(args.prompts).enumerate().filter_map(|(k, t)| RecognitionItem::from_target(&corpus, t, w, k as u64).map(|i| (t, i))).collect();
+    let real: Vec<_> = corpus
+        .targets(Split::Train)
+        .into_iter()
+        .take(args.prompts)
+        .enumerate()
+        .filter_map(|(k, t)| RecognitionItem::from_target(&corpus, t, w, k as u64).map(|i| (t, i)))
+        .collect();
     let roles = Roles {
         recogniser: &run.prompt,
         responder: &sp.responder,
@@ -79,7 +85,16 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         max_prompt_tokens: run.data.max_prompt_tokens,
     };
     let frozen = (g.beta > 0.0).then(|| model.valid());
-    let step = Step { config: &run, tok: &tokenizer, roles, reserve: &[], vectors: None, frozen: frozen.as_ref(), settings: run.update_settings(tokenizer.pad_id), schedule: LrSchedule::constant(1e-6) };
+    let step = Step {
+        config: &run,
+        tok: &tokenizer,
+        roles,
+        reserve: &[],
+        vectors: None,
+        frozen: frozen.as_ref(),
+        settings: run.update_settings(tokenizer.pad_id),
+        schedule: LrSchedule::constant(1e-6),
+    };
     let draw = EmotionDraw::new(sp.target_emotion, &corpus);
     let mut optim = g.adamw.build();
     let (peak, shape) = matmul_peak(c.hidden_size, c.intermediate_size, 4, &device.inner());

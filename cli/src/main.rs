@@ -1,11 +1,12 @@
 //! `selfemo`: train, evaluate and inspect SELF-EMO emotion models from the command line.
 
 mod bench;
-mod bench_train;
-mod cli_data;
-mod cli_eval;
-mod cli_model;
-mod cli_steer;
+mod data;
+mod eval;
+mod model;
+mod probe;
+mod steer;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -21,27 +22,21 @@ struct Cli {
 enum Command {
     /// Inspect and convert the ERC datasets (MELD, EmoryNLP, IEMOCAP).
     #[command(subcommand)]
-    Data(cli_data::DataCommand),
+    Data(data::DataCommand),
     /// Train with SELF-GRPO from a TOML run config (see configs/).
-    Train {
-        /// The run config.
-        config: std::path::PathBuf,
-        /// Continue from the run folder's latest checkpoint.
-        #[arg(long)]
-        resume: bool,
-    },
+    Train(train::TrainArgs),
     /// Greedy, strict recognition scores (accuracy, weighted F1) of a model on dataset splits.
-    Eval(cli_eval::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Probes of a model's emotion judgements.
     #[command(subcommand)]
     Probe(ProbeCommand),
     /// Download and verify the embedded default model (SmolLM2-135M-Instruct) into the cache.
     FetchModel,
     /// Chat with a model: the default one, a GGUF, or an HF folder.
-    Generate(cli_model::GenerateArgs),
+    Generate(model::GenerateArgs),
     /// Emotion vectors: extract them from a model, and chat steered by them.
     #[command(subcommand)]
-    Steer(cli_steer::SteerCommand),
+    Steer(steer::SteerCommand),
     /// Benchmarks, reported against the machine's matmul peak measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -51,38 +46,32 @@ enum Command {
 enum ProbeCommand {
     /// Yes/no questions per target about the gold label and a confusable one (EmotionHallucer):
     /// basic, hallucinated and pair accuracy, yes-bias and false-positive ratio.
-    Hallucination(cli_eval::ProbeArgs),
+    Hallucination(probe::ProbeArgs),
     /// The recogniser answers with a rationale and judges it (ERV): EPC (judged emotion =
     /// prediction) and EEA (judged emotion = gold).
-    Faithfulness(cli_eval::FaithArgs),
+    Faithfulness(probe::FaithArgs),
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Prefill, decode (batch 1 and 8) and forward+backward throughput of the policy.
-    Model(bench::BenchModelArgs),
+    Model(bench::model::BenchModelArgs),
     /// One full self-play SELF-GRPO step (both roles' rollouts, update) by phase, and the update's share of peak.
-    Train(bench_train::BenchTrainArgs),
+    Train(bench::train::BenchTrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Data(cmd) => cli_data::run(cmd),
-        Command::Train { config, resume } => {
-            let config = selfemo_trainer::config::RunConfig::load(&config).map_err(anyhow::Error::msg)?;
-            let options = selfemo_trainer::run::TrainOptions { resume, stop_after: None, verbose: true };
-            let out = selfemo_trainer::run::train(&config, options)?;
-            println!("run folder: {}", out.run_dir.display());
-            Ok(())
-        }
-        Command::Eval(args) => cli_eval::run(args),
-        Command::Probe(ProbeCommand::Hallucination(args)) => cli_eval::hallucination(args),
-        Command::Probe(ProbeCommand::Faithfulness(args)) => cli_eval::faithfulness(args),
-        Command::FetchModel => cli_model::fetch_model(),
-        Command::Generate(args) => cli_model::generate(args),
-        Command::Steer(cmd) => cli_steer::run(cmd),
-        Command::Bench(BenchCommand::Model(args)) => bench::bench_model(args),
-        Command::Bench(BenchCommand::Train(args)) => bench_train::bench_train(args),
+        Command::Data(cmd) => data::run(cmd),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Probe(ProbeCommand::Hallucination(args)) => probe::hallucination(args),
+        Command::Probe(ProbeCommand::Faithfulness(args)) => probe::faithfulness(args),
+        Command::FetchModel => model::fetch_model(),
+        Command::Generate(args) => model::generate(args),
+        Command::Steer(cmd) => steer::run(cmd),
+        Command::Bench(BenchCommand::Model(args)) => bench::model::bench_model(args),
+        Command::Bench(BenchCommand::Train(args)) => bench::train::bench_train(args),
     }
 }

@@ -64,7 +64,24 @@ fn bench_model_reports_every_measurement_against_the_same_run_peak_and_bandwidth
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let args = ["bench", "model", "--layers", "1", "--prompt-len", "40", "--decode-tokens", "2", "--train-batch", "1", "--train-prompt", "4", "--train-completion", "2", "--repeats", "1"];
+    let args = [
+        "bench",
+        "model",
+        "--layers",
+        "1",
+        "--prompt-len",
+        "40",
+        "--decode-tokens",
+        "2",
+        "--train-batch",
+        "1",
+        "--train-prompt",
+        "4",
+        "--train-completion",
+        "2",
+        "--repeats",
+        "1",
+    ];
     let (stdout, report) = selfemo_report(&args, &dir.path().join("bench-model.json"));
     assert!(stdout.contains("of peak") && stdout.contains("memory read bandwidth"), "{stdout}");
     let peak = report["matmul_peak_gflops"].as_f64().unwrap();
@@ -178,13 +195,12 @@ system = "Label the feeling. Labels: {labels}."
 user = "Talk:\n{context}\n\nHow does {speaker} feel saying \"{target}\"?"
 reply_prefix = "<think>"
 "#;
-    std::fs::write(&run, toml)
-    .unwrap();
+    std::fs::write(&run, toml).unwrap();
     let out = dir.path().join("eval.json");
     let args = ["eval", "--mode", "score", "--prompt-from", run.to_str().unwrap(), "--dataset", "meld", "--split", "dev", "--limit", "3", "--batch", "2"];
     let (_, report) = selfemo_report(&args, &out);
     assert_eq!(report["meld"]["targets"], 3);
-    let rows = selfemo_trainer::predictions::read(&dir.path().join("eval-meld.predictions.parquet")).unwrap();
+    let rows = selfemo_eval::predictions::read(&dir.path().join("eval-meld.predictions.parquet")).unwrap();
     assert_eq!(rows.len(), 3);
 
     // The same scores from the library, on exactly the run's prompts.
@@ -194,10 +210,10 @@ reply_prefix = "<think>"
     let targets: Vec<_> = corpus.targets(Split::Dev).into_iter().take(3).collect();
     let template = config.score_template();
     assert_eq!(template.reply_prefix, config.selfplay.rerecognition_prefix);
-    let prompts = selfemo_trainer::recognition::prompts(&corpus, &targets, &template, 2, 200, &m.tokenizer);
+    let prompts = selfemo_eval::recognition::prompts(&corpus, &targets, &template, 2, 200, &m.tokenizer);
     let text = m.tokenizer.decode(&prompts[2].ids, false);
     assert!(text.contains("Label the feeling.") && text.contains("How does") && text.ends_with(&template.reply_prefix), "{text}");
-    let expected = selfemo_trainer::recognition::label_scores(&m.model, &m.tokenizer, &prompts, Dataset::Meld.labels(), 8, &mut |_| ());
+    let expected = selfemo_eval::recognition::label_scores(&m.model, &m.tokenizer, &prompts, Dataset::Meld.labels(), 8, &mut |_| ());
     for (row, want) in rows.iter().zip(&expected) {
         let got = row.label_logprobs.as_ref().unwrap();
         let gap = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);

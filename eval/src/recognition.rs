@@ -1,10 +1,10 @@
 //! The recogniser task as the trainer sees it: prompts from a corpus split, and greedy dev
 //! evaluation scored strictly (malformed or out-of-set answers are wrong).
 
-use crate::label_scoring::score_prompts;
 use crate::predictions::{Prediction, report_of};
 use crate::scores::Report;
 use selfemo_datasets::{ContextWindow, Corpus, Emotion, LabelSet, Target};
+use selfemo_model::label_scores::score_prompts;
 use selfemo_model::{CausalLm, SamplingConfig, TextTokenizer, generate};
 use selfemo_rewards::{RewardConfig, parse, score_recognition_group};
 use selfemo_selfplay::RecogniserPrompt;

@@ -1,6 +1,6 @@
 //! `selfemo steer extract|generate`: emotion vectors of a model, and chat steered by them.
 
-use crate::cli_model::{GenerateArgs, generate_steered};
+use crate::model::{GenerateArgs, generate_steered};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use selfemo_model::steering::QUERIES;
@@ -86,7 +86,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             let emotions: Vec<&str> = a.emotions.iter().map(String::as_str).collect();
             let vectors = EmotionVectors::extract(&m.model, &m.tokenizer, &a.model, &emotions, &QUERIES);
             vectors.save(&a.out)?;
-            println!("{:<10} {}", "emotion", "|EV| per layer (first, middle, last)");
+            println!("{:<10} |EV| per layer (first, middle, last)", "emotion");
             for (e, v) in vectors.emotions.iter().zip(&vectors.vectors) {
                 let norm = |l: &Vec<f32>| l.iter().map(|x| x * x).sum::<f32>().sqrt();
                 println!("{e:<10} {:.3} {:.3} {:.3}", norm(&v[0]), norm(&v[v.len() / 2]), norm(&v[v.len() - 1]));
@@ -104,8 +104,8 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
 }
 
 fn sweep(a: SweepArgs) -> Result<()> {
-    use selfemo_trainer::plots::{Series, line_chart};
-    use selfemo_trainer::steer_sweep::{SWEEP_QUERIES, sweep};
+    use selfemo_eval::plots::{Series, line_chart};
+    use selfemo_eval::steer_sweep::{SWEEP_QUERIES, sweep};
     let device = parse_device("cpu").map_err(anyhow::Error::msg)?;
     let m = LoadedModel::load(&ModelSource::parse(&a.model), LoadOptions::default(), &device).context("loading the model")?;
     let vectors = EmotionVectors::load(&a.vectors)?;
@@ -117,7 +117,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out_dir)?;
     std::fs::write(a.out_dir.join("sweep.json"), serde_json::to_vec_pretty(&rows)?)?;
-    let series = |f: fn(&selfemo_trainer::steer_sweep::SweepRow) -> f64| -> Vec<Series> {
+    let series = |f: fn(&selfemo_eval::steer_sweep::SweepRow) -> f64| -> Vec<Series> {
         a.emotions.iter().map(|e| Series { name: e.clone(), points: rows.iter().filter(|r| &r.emotion == e).map(|r| (r.alpha, f(r))).collect() }).collect()
     };
     line_chart(&a.out_dir.join("consistency.png"), "expression consistency: recogniser agrees with e", "alpha", &series(|r| r.consistency))?;

@@ -1,6 +1,6 @@
 //! Scores against scikit-learn's values (tests/golden/metrics.json).
 
-use selfemo_trainer::scores::report;
+use selfemo_eval::scores::report;
 
 #[test]
 fn matches_scikit_learn() {
@@ -50,7 +50,11 @@ fn invalid_predictions_are_wrong_and_counted() {
 #[test]
 fn the_most_frequent_prediction_and_its_share() {
     // A collapsed policy: neutral for 4 of 5 targets (ties would go to the label-set order).
-    let r = report(&["joy", "neutral", "anger", "neutral", "joy"], &[Some("neutral"), Some("neutral"), Some("neutral"), Some("neutral"), Some("joy")], &["neutral", "joy", "anger"]);
+    let r = report(
+        &["joy", "neutral", "anger", "neutral", "joy"],
+        &[Some("neutral"), Some("neutral"), Some("neutral"), Some("neutral"), Some("joy")],
+        &["neutral", "joy", "anger"],
+    );
     assert_eq!((r.top_prediction.as_deref(), r.top_prediction_share), (Some("neutral"), 0.8));
     let tie = report(&["joy", "anger"], &[Some("anger"), Some("joy")], &["neutral", "joy", "anger"]);
     assert_eq!(tie.top_prediction.as_deref(), Some("joy"));
@@ -68,7 +72,7 @@ fn png_size(path: &std::path::Path) -> (u32, u32) {
 
 #[test]
 fn charts_are_written_as_png_without_leftovers() {
-    use selfemo_trainer::plots::{Series, confusion_chart, line_chart};
+    use selfemo_eval::plots::{Series, confusion_chart, line_chart};
     let dir = tempfile::tempdir().unwrap();
     let curve = dir.path().join("reward.png");
     let s = Series { name: "reward".into(), points: vec![(1.0, 0.2), (2.0, f64::NAN), (3.0, 0.7)] };

@@ -1,0 +1,139 @@
+//! `selfemo probe`: a model's emotion judgements beyond accuracy. `hallucination` asks two
+//! yes/no questions per target (EmotionHallucer); `faithfulness` judges each rationale (ERV).
+
+use crate::eval::{TargetArgs, progress_bar, run_config};
+use anyhow::{Context, Result};
+use clap::Args;
+use selfemo_selfplay::RecogniserPrompt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options of `selfemo probe hallucination`.
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// Model and targets.
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Questions per tree pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// JSON report.
+    #[arg(long, default_value = "hallucination.json")]
+    pub out: PathBuf,
+}
+
+/// The hallucination probe per dataset: a table and a JSON report.
+pub fn hallucination(args: ProbeArgs) -> Result<()> {
+    use selfemo_eval::hallucination::{probe, report};
+    let t = &args.targets;
+    let (window, budget) = t.window_and_budget(None);
+    let m = t.load_model()?;
+    let mut reports = serde_json::Map::new();
+    println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
+    for (corpus, targets) in t.datasets()? {
+        let d = corpus.dataset;
+        let started = Instant::now();
+        let bar = progress_bar(d.name(), targets.len());
+        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, window, budget, args.batch, &mut |k| bar.inc(k as u64));
+        bar.finish_and_clear();
+        let r = report(&answers);
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{:<10} {:>6} {:>7.4} {:>13.4} {:>6.4} {:>9.4} {:>6.4}",
+            d.name(),
+            r.pairs,
+            r.basic_accuracy,
+            r.hallucinated_accuracy,
+            r.pair_accuracy,
+            r.yes_bias,
+            r.false_positive_ratio
+        );
+        let mut value = serde_json::to_value(&r)?;
+        value["seconds"] = seconds.into();
+        reports.insert(d.name().to_string(), value);
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Options of `selfemo probe faithfulness`.
+#[derive(Args)]
+pub struct FaithArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Targets answered per generation batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Greedy tokens per answer (rationale and answer).
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Take the recogniser prompt from a run config (its reply prefix must end with `<think>`).
+    #[arg(long)]
+    pub prompt_from: Option<PathBuf>,
+    /// JSON report.
+    #[arg(long, default_value = "faithfulness.json")]
+    pub out: PathBuf,
+}
+
+/// Runs the faithfulness probe per dataset and prints EPC and EEA.
+pub fn faithfulness(args: FaithArgs) -> Result<()> {
+    use selfemo_eval::faithfulness::{probe, report};
+    use selfemo_selfplay::{RecognitionItem, ResponderPrompt, Roles};
+    let t = &args.targets;
+    let run = args.prompt_from.as_deref().map(run_config).transpose()?;
+    let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
+    let (window, budget) = t.window_and_budget(run.as_ref());
+    anyhow::ensure!(
+        template.reply_prefix.trim_end().ends_with("<think>"),
+        "the recogniser's reply prefix must end with <think> so it writes a rationale, got {:?}",
+        template.reply_prefix
+    );
+    let m = t.load_model()?;
+    let policy = selfemo_eval::policy::ModelPolicy {
+        model: &m.model,
+        tok: &m.tokenizer,
+        sampling: selfemo_model::SamplingConfig::greedy(args.max_new_tokens),
+        score_rows: args.batch,
+        vectors: None,
+    };
+    let (responder, rewards, judge) = (ResponderPrompt::default(), selfemo_rewards::RewardConfig::default(), selfemo_selfplay::JudgePrompt::default());
+    let mut reports = serde_json::Map::new();
+    println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9}", "dataset", "targets", "rationales", "EPC", "EEA", "accuracy");
+    for (corpus, targets) in t.datasets()? {
+        let d = corpus.dataset;
+        let roles = Roles {
+            recogniser: &template,
+            responder: &responder,
+            rerecognition_prefix: "<answer>",
+            judge: &judge,
+            labels: d.labels(),
+            rewards: &rewards,
+            max_prompt_tokens: budget,
+        };
+        let items: Vec<RecognitionItem> = targets.iter().enumerate().filter_map(|(k, x)| RecognitionItem::from_target(&corpus, *x, window, k as u64)).collect();
+        let started = Instant::now();
+        let bar = progress_bar(d.name(), items.len());
+        let mut answers = Vec::with_capacity(items.len());
+        for chunk in items.chunks(args.batch.max(1)) {
+            answers.extend(probe(&policy, &roles, chunk));
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        let r = report(&answers);
+        let share = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!("{:<10} {:>8} {:>11} {:>8} {:>8} {:>9.4}", d.name(), r.targets, r.rationales, share(r.epc), share(r.eea), r.accuracy);
+        let mut value = serde_json::to_value(&r)?;
+        value["seconds"] = started.elapsed().as_secs_f64().into();
+        // Every target's rationale and judgement, so a reader can check the shares.
+        let name = |e: Option<selfemo_datasets::Emotion>| e.map(|e| e.name());
+        value["answers"] = answers
+            .iter()
+            .map(|a| serde_json::json!({ "gold": a.gold.name(), "prediction": name(a.prediction), "rationale": a.rationale, "judged": name(a.judged) }))
+            .collect();
+        reports.insert(d.name().to_string(), value);
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
