@@ -3,6 +3,7 @@
 //! temporary folder, renamed into place, then the `latest` marker (for people) is replaced: a run
 //! killed at any moment leaves the previous checkpoint whole.
 
+use crate::error::{AtPath, Result, TrainError};
 use crate::metrics_log::Row;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -21,20 +22,21 @@ pub struct State {
 }
 
 /// Writes `dir/checkpoints/step-N` and points `latest` at it.
-pub fn save(run_dir: &Path, model: &CausalLm, optim: &ModuleOptimizer, state: &State) -> anyhow::Result<PathBuf> {
+pub fn save(run_dir: &Path, model: &CausalLm, optim: &ModuleOptimizer, state: &State) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&root)?;
+    std::fs::create_dir_all(&root).at(&root)?;
     let name = format!("step-{}", state.step);
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    model.save_into(&mut BurnpackStore::from_file(tmp.join("model.bpk")).overwrite(true))?;
-    optim.save(tmp.join("optimizer.bpk"))?;
-    std::fs::write(tmp.join("state.json"), serde_json::to_vec(state)?)?;
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    model.save_into(&mut BurnpackStore::from_file(tmp.join("model.bpk")).overwrite(true)).at(&tmp.join("model.bpk"))?;
+    optim.save(tmp.join("optimizer.bpk")).at(&tmp.join("optimizer.bpk"))?;
+    let json = serde_json::to_vec(state).at(&tmp.join("state.json"))?;
+    std::fs::write(tmp.join("state.json"), json).at(&tmp.join("state.json"))?;
     let dir = root.join(&name);
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir)?;
-    selfemo_datasets::atomic::write_atomically(&root.join("latest"), |f| std::io::Write::write_all(f, name.as_bytes()))?;
+    std::fs::rename(&tmp, &dir).at(&dir)?;
+    selfemo_datasets::atomic::write_atomically(&root.join("latest"), |f| std::io::Write::write_all(f, name.as_bytes())).at(&root.join("latest"))?;
     Ok(dir)
 }
 
@@ -56,28 +58,37 @@ pub fn latest(run_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Restores model weights (and ParamIds), optimiser state and [`State`] from `dir`.
-pub fn load(dir: &Path, mut model: CausalLm, optim: ModuleOptimizer) -> anyhow::Result<(CausalLm, ModuleOptimizer, State)> {
-    let result = model.load_from(&mut BurnpackStore::from_file(dir.join("model.bpk")))?;
-    anyhow::ensure!(result.missing.is_empty(), "{}: checkpoint lacks {:?}", dir.display(), result.missing);
-    let optim = optim.load(dir.join("optimizer.bpk"))?;
-    let state: State = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
+pub fn load(dir: &Path, mut model: CausalLm, optim: ModuleOptimizer) -> Result<(CausalLm, ModuleOptimizer, State)> {
+    let weights = dir.join("model.bpk");
+    let result = model.load_from(&mut BurnpackStore::from_file(&weights)).at(&weights)?;
+    if !result.missing.is_empty() {
+        return Err(TrainError::File { path: weights, message: format!("the checkpoint lacks {:?}", result.missing) });
+    }
+    let optim = optim.load(dir.join("optimizer.bpk")).at(&dir.join("optimizer.bpk"))?;
+    let path = dir.join("state.json");
+    let state: State = serde_json::from_slice(&std::fs::read(&path).at(&path)?).at(&path)?;
     Ok((model, optim, state))
 }
 
 /// The frozen KL reference of the run in `run_dir`: at step 0, `policy` as it is (after any
 /// warm start), written to `reference.bpk` (a temporary name, then renamed); on a resumed run
 /// (step > 0), the saved one, loaded into `policy`'s structure.
-pub fn reference(run_dir: &Path, policy: &CausalLm, step: u64) -> anyhow::Result<CausalLm> {
+pub fn reference(run_dir: &Path, policy: &CausalLm, step: u64) -> Result<CausalLm> {
     let path = run_dir.join("reference.bpk");
     let mut reference = policy.valid();
     if step == 0 {
         let tmp = run_dir.join(format!(".reference.bpk.tmp-{}", std::process::id()));
-        reference.save_into(&mut BurnpackStore::from_file(&tmp).overwrite(true))?;
-        std::fs::rename(&tmp, &path)?;
+        reference.save_into(&mut BurnpackStore::from_file(&tmp).overwrite(true)).at(&tmp)?;
+        std::fs::rename(&tmp, &path).at(&path)?;
     } else {
-        anyhow::ensure!(path.is_file(), "{}: the run's KL reference is missing, so it cannot resume with beta > 0", path.display());
-        let result = reference.load_from(&mut BurnpackStore::from_file(&path))?;
-        anyhow::ensure!(result.missing.is_empty(), "{}: the reference lacks {:?}", path.display(), result.missing);
+        let missing = |message: String| TrainError::File { path: path.clone(), message };
+        if !path.is_file() {
+            return Err(missing("the run's frozen reference is missing, so it cannot resume".into()));
+        }
+        let result = reference.load_from(&mut BurnpackStore::from_file(&path)).at(&path)?;
+        if !result.missing.is_empty() {
+            return Err(missing(format!("the reference lacks {:?}", result.missing)));
+        }
     }
     Ok(reference)
 }

@@ -6,9 +6,9 @@
 //! Every evaluation writes its per-target predictions beside its report.
 
 use crate::config::RunConfig;
+use crate::error::{AtPath, Result};
 use crate::run_dir::write_json;
 use crate::session::Session;
-use anyhow::Context;
 use burn::module::Module;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -117,7 +117,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The dev evaluation of `model`, its predictions written to `predictions_path`.
-    pub fn dev(&self, model: &CausalLm, predictions_path: &Path) -> anyhow::Result<DevResult> {
+    pub fn dev(&self, model: &CausalLm, predictions_path: &Path) -> Result<DevResult> {
         let mode = self.config.eval.dev_mode;
         let predicted = self.predict(model, &self.dev, mode);
         predictions::write(predictions_path, self.corpus, &predicted)?;
@@ -128,7 +128,7 @@ impl<'a> Evaluator<'a> {
     /// The test evaluation of `model` in every configured mode, each mode's predictions written
     /// beside `report` (`test-<mode>.predictions.parquet`); with a logit adjustment, score mode
     /// is also reported adjusted (`score_adjusted`). `None` when there are no test targets.
-    pub fn test(&self, model: &CausalLm, run_dir: &Path, adjustment: Option<&LogitAdjustment>) -> anyhow::Result<Option<BTreeMap<String, Report>>> {
+    pub fn test(&self, model: &CausalLm, run_dir: &Path, adjustment: Option<&LogitAdjustment>) -> Result<Option<BTreeMap<String, Report>>> {
         let mut targets = self.corpus.targets(selfemo_datasets::Split::Test);
         if self.config.eval.test_limit > 0 {
             targets.truncate(self.config.eval.test_limit);
@@ -176,14 +176,14 @@ pub struct DevCurve {
 impl DevCurve {
     /// A fresh curve (`resumed_at` = `None`: the file is emptied), or the curve of a run
     /// resumed at GRPO step `s`: its evaluations up to step `s` (later ones are redone).
-    pub fn open(run_dir: &Path, resumed_at: Option<u64>) -> anyhow::Result<Self> {
+    pub fn open(run_dir: &Path, resumed_at: Option<u64>) -> Result<Self> {
         let path = run_dir.join("dev_curve.jsonl");
         let entries = match resumed_at {
             None => Vec::new(),
             Some(s) if path.is_file() => {
-                let text = std::fs::read_to_string(&path)?;
-                let parsed: Result<Vec<Evaluation>, _> = text.lines().map(serde_json::from_str).collect();
-                let all = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(&path).at(&path)?;
+                let parsed: std::result::Result<Vec<Evaluation>, _> = text.lines().map(serde_json::from_str).collect();
+                let all = parsed.at(&path)?;
                 all.into_iter().filter(|e| e.step <= s).collect()
             }
             Some(_) => Vec::new(),
@@ -193,13 +193,13 @@ impl DevCurve {
         Ok(curve)
     }
 
-    fn save(&self) -> anyhow::Result<()> {
+    fn save(&self) -> Result<()> {
         let mut text = String::new();
         for e in &self.entries {
-            text.push_str(&serde_json::to_string(e)?);
+            text.push_str(&serde_json::to_string(e).at(&self.path)?);
             text.push('\n');
         }
-        selfemo_datasets::atomic::write_atomically(&self.path, |f| f.write_all(text.as_bytes()))?;
+        selfemo_datasets::atomic::write_atomically(&self.path, |f| f.write_all(text.as_bytes())).at(&self.path)?;
         Ok(())
     }
 
@@ -213,7 +213,7 @@ impl DevCurve {
 
     /// Appends `e`; when it is the new best, `export` writes its model to `best/` first (so the
     /// curve never names a best that `best/` does not hold).
-    pub fn record(&mut self, e: Evaluation, export: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    pub fn record(&mut self, e: Evaluation, export: impl FnOnce() -> Result<()>) -> Result<()> {
         let is_best = e.stage != "before" && self.best().is_none_or(|b| e.dev.report.weighted_f1 >= b.dev.report.weighted_f1);
         if is_best {
             export()?;
@@ -237,7 +237,7 @@ pub struct TestResult {
 /// Evaluates the best-dev model on the test split in every configured mode (the final model
 /// when the last evaluation is the best, else the export in `best/`) and writes `test.json`;
 /// `None` when the dataset has no test targets.
-pub(crate) fn test_best(s: &Session, curve: &DevCurve, final_model: &CausalLm, device: &burn::tensor::Device) -> anyhow::Result<Option<TestResult>> {
+pub(crate) fn test_best(s: &Session, curve: &DevCurve, final_model: &CausalLm, device: &burn::tensor::Device) -> Result<Option<TestResult>> {
     let best = curve.best();
     let is_final = best.is_none() || best == curve.entries.last();
     let loaded;
@@ -245,7 +245,7 @@ pub(crate) fn test_best(s: &Session, curve: &DevCurve, final_model: &CausalLm, d
         final_model
     } else {
         let dir = s.run_dir.join("best");
-        loaded = LoadedModel::load(&ModelSource::HfDir(dir), LoadOptions::default(), device).context("loading the best-dev model")?.model.valid();
+        loaded = LoadedModel::load(&ModelSource::HfDir(dir), LoadOptions::default(), device)?.model.valid();
         &loaded
     };
     let labels = s.corpus.dataset.labels();

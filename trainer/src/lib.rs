@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod error;
 pub mod evaluation;
 pub mod grpo;
 pub mod loss;

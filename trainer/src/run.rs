@@ -6,6 +6,7 @@
 
 use crate::checkpoint::{self, State};
 use crate::config::RunConfig;
+use crate::error::{AtPath, Result, TrainError};
 use crate::evaluation::{DevCurve, DevResult, Evaluation, Evaluator, TestResult, test_best};
 use crate::metrics_log::{self, Row};
 use crate::run_dir::{plot_progress, plot_steps, read_flywheel, read_json, summarise, write_json};
@@ -15,7 +16,6 @@ use crate::splits::TrainData;
 use crate::step::{Step, steering_vectors, step_seconds};
 use crate::trainable::apply_trainable;
 use crate::warm_start::{WarmStartRecord, replay, warm_start_phase};
-use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use selfemo_model::{CausalLm, LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::{EmotionDraw, Flywheel, RecognitionItem, Rerecogniser, Roles, store};
@@ -67,16 +67,17 @@ pub struct Outcome {
 pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     // 1. the run folder, the policy, the data
     let run_dir = config.run_dir();
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let resolved = toml::to_string_pretty(config)?;
-    selfemo_datasets::atomic::write_atomically(&run_dir.join("config.toml"), |f| f.write_all(resolved.as_bytes()))?;
-    let events = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("events.log"))?;
-    let device = parse_device(&config.device).map_err(anyhow::Error::msg)?.autodiff();
+    std::fs::create_dir_all(&run_dir).at(&run_dir)?;
+    let config_file = run_dir.join("config.toml");
+    let resolved = toml::to_string_pretty(config).at(&config_file)?;
+    selfemo_datasets::atomic::write_atomically(&config_file, |f| f.write_all(resolved.as_bytes())).at(&config_file)?;
+    let events_file = run_dir.join("events.log");
+    let events = std::fs::OpenOptions::new().create(true).append(true).open(&events_file).at(&events_file)?;
+    let device = parse_device(&config.device).map_err(|e| TrainError::Config(format!("device: {e}")))?.autodiff();
     let load = LoadOptions { max_layers: (config.model.max_layers > 0).then_some(config.model.max_layers), ..Default::default() };
-    let LoadedModel { model, config: model_config, tokenizer } =
-        LoadedModel::load(&ModelSource::parse(&config.model.source), load, &device).context("loading the policy")?;
+    let LoadedModel { model, config: model_config, tokenizer } = LoadedModel::load(&ModelSource::parse(&config.model.source), load, &device)?;
     let corpus = selfemo_datasets::load(config.data.dataset, config.data.path.as_deref())?;
-    let data = TrainData::new(config, &corpus).map_err(anyhow::Error::msg)?;
+    let data = TrainData::new(config, &corpus).map_err(TrainError::Config)?;
     let s = Session {
         config,
         corpus: &corpus,
@@ -94,7 +95,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     let mut state = State { step: 0, rows: Vec::new() };
     let checkpoint = if options.resume { checkpoint::latest(&run_dir) } else { None };
     if let Some(dir) = &checkpoint {
-        (model, optim, state) = checkpoint::load(dir, model, optim).with_context(|| format!("resuming from {}", dir.display()))?;
+        (model, optim, state) = checkpoint::load(dir, model, optim)?;
         s.log(&format!("resumed from {} at step {}", dir.display(), state.step))?;
     } else if options.resume {
         s.log("--resume: no checkpoint yet, starting from step 0")?;
@@ -226,22 +227,23 @@ fn self_play(
             Ok(o) => o,
             Err(e) => {
                 s.log(&format!("step {}: {e}", t + 1))?;
-                bail!("{e}; the last good checkpoint in {} is kept", s.run_dir.join("checkpoints").display());
+                return Err(TrainError::NonFinite(format!("{e}; the last good checkpoint in {} is kept", s.run_dir.join("checkpoints").display())));
             }
         };
         if replay_seconds > 0.0 {
             out.row.values.insert("timing/replay".into(), replay_seconds);
         }
         if out.resampled > 0 {
-            writeln!(s.events.borrow_mut(), "step {}: resampled {} degenerate groups", t + 1, out.resampled)?;
+            writeln!(s.events.borrow_mut(), "step {}: resampled {} degenerate groups", t + 1, out.resampled).at(&s.run_dir.join("events.log"))?;
         }
         let iter_dir = s.run_dir.join(format!("iter-{k}"));
-        std::fs::create_dir_all(&iter_dir)?;
+        std::fs::create_dir_all(&iter_dir).at(&iter_dir)?;
         store::write(&iter_dir.join("flywheel.parquet"), &flywheel.iteration_rows(k))?;
         report_step(s, &out, k)?;
         state.rows.push(out.row);
         state.step = t + 1;
-        metrics_log::write(&s.run_dir.join("metrics.parquet"), &state.rows)?;
+        let metrics = s.run_dir.join("metrics.parquet");
+        metrics_log::write(&metrics, &state.rows).at(&metrics)?;
         if state.step.is_multiple_of(g.save_steps as u64) || state.step == g.max_steps as u64 || Some(state.step) == options.stop_after {
             checkpoint::save(s.run_dir, &model, optim, state)?;
         }
@@ -273,12 +275,12 @@ fn report_step(s: &Session, out: &crate::step::StepOutput, k: u32) -> Result<()>
             step_seconds(&out.row)
         ));
     }
-    let mut events = s.events.borrow_mut();
+    let (mut events, file) = (s.events.borrow_mut(), s.run_dir.join("events.log"));
     if let Some((gr, x)) = out.recognition.first().and_then(|gr| gr.samples.first().map(|x| (gr, x))) {
-        writeln!(events, "step {step}: recogniser sample [gold {}]: {:?}", gr.item.gold, x.reply)?;
+        writeln!(events, "step {step}: recogniser sample [gold {}]: {:?}", gr.item.gold, x.reply).at(&file)?;
     }
     if let Some((gr, x)) = out.expression.first().and_then(|gr| gr.samples.first().map(|x| (gr, x))) {
-        writeln!(events, "step {step}: responder sample [e* {}, heard {:?}]: {:?}", gr.item.emotion, x.rerecognised.map(|e| e.name()), x.turn)?;
+        writeln!(events, "step {step}: responder sample [e* {}, heard {:?}]: {:?}", gr.item.emotion, x.rerecognised.map(|e| e.name()), x.turn).at(&file)?;
     }
     Ok(())
 }

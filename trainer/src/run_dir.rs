@@ -2,10 +2,10 @@
 //! temporary name and renamed), the flywheel rows read back on resume, the iteration summaries,
 //! and the PNG plots.
 
+use crate::error::{AtPath, Result};
 use crate::evaluation::Evaluation;
 use crate::metrics_log::Row;
 use crate::self_play::{IterationSummary, counts_from_metrics};
-use anyhow::{Context, Result};
 use selfemo_eval::plots::{Series, line_chart};
 use selfemo_rewards::advantage::mean_std;
 use selfemo_selfplay::{Flywheel, FlywheelRow, store};
@@ -15,12 +15,12 @@ use std::path::Path;
 
 /// Reads a JSON file, naming it in errors.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?).with_context(|| format!("parsing {}", path.display()))
+    serde_json::from_slice(&std::fs::read(path).at(path)?).at(path)
 }
 
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)?;
+    let bytes = serde_json::to_vec_pretty(value).at(path)?;
     write_file(path, &bytes)
 }
 
@@ -32,9 +32,9 @@ pub fn write_json_lines(path: &Path, lines: impl Iterator<Item = serde_json::Val
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).at(dir)?;
     }
-    selfemo_datasets::atomic::write_atomically(path, |f| f.write_all(bytes)).with_context(|| format!("writing {}", path.display()))
+    selfemo_datasets::atomic::write_atomically(path, |f| f.write_all(bytes)).at(path)
 }
 
 /// The rows kept by steps ≤ `upto` in every `iter-<k>/flywheel.parquet` of the run, in order.
@@ -74,7 +74,7 @@ pub fn summarise(k: u32, rows: &[Row], flywheel: &Flywheel, steps: (u64, u64), d
 /// and the flywheel's kept counts per iteration (`plots/flywheel.png`, when there are any).
 pub fn plot_progress(run_dir: &Path, curve: &[Evaluation], iterations: &[IterationSummary]) -> Result<()> {
     let dir = run_dir.join("plots");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
     let dev = |name: &str, f: &dyn Fn(&Evaluation) -> f64| Series { name: name.into(), points: curve.iter().map(|e| (e.train_seconds / 60.0, f(e))).collect() };
     let scores = [
         dev("accuracy", &|e| e.dev.report.accuracy),
@@ -102,7 +102,7 @@ pub fn plot_progress(run_dir: &Path, curve: &[Evaluation], iterations: &[Iterati
 /// PNG curves of the self-play steps in `plots/`: reward (with its components), KL and loss.
 pub fn plot_steps(run_dir: &Path, rows: &[Row]) -> Result<()> {
     let dir = run_dir.join("plots");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
     let series =
         |name: &str, key: &str| Series { name: name.into(), points: rows.iter().filter_map(|r| r.values.get(key).map(|v| (r.step as f64, *v))).collect() };
     let mut rewards = vec![series("reward", "reward")];

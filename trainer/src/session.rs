@@ -2,9 +2,9 @@
 //! export a model, evaluate on dev.
 
 use crate::config::RunConfig;
+use crate::error::{AtPath, Result};
 use crate::evaluation::{DevCurve, DevResult, Evaluation, Evaluator};
 use crate::run::Progress;
-use anyhow::{Context, Result};
 use selfemo_datasets::Corpus;
 use selfemo_model::{CausalLm, LoadedModel, ModelConfig, TextTokenizer};
 use std::cell::RefCell;
@@ -26,7 +26,7 @@ pub(crate) struct Session<'a> {
 impl Session<'_> {
     /// A line in `events.log`, and for whoever watches.
     pub(crate) fn log(&self, line: &str) -> Result<()> {
-        writeln!(self.events.borrow_mut(), "{line}")?;
+        writeln!(self.events.borrow_mut(), "{line}").at(&self.run_dir.join("events.log"))?;
         if let Some(p) = self.progress {
             p.line(line);
         }
@@ -36,7 +36,7 @@ impl Session<'_> {
     /// An HF folder of `model`.
     pub(crate) fn export(&self, model: &CausalLm, dir: &Path) -> Result<()> {
         let loaded = LoadedModel { model: model.clone(), config: self.model_config.clone(), tokenizer: self.tok.clone() };
-        loaded.export(dir).with_context(|| format!("exporting {}", dir.display()))
+        loaded.export(dir).at(dir)
     }
 
     /// The dev evaluation of `model` at `stage`, after `step` GRPO steps and `train_seconds` of

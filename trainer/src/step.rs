@@ -4,11 +4,11 @@
 //! `selfemo bench train` both run exactly this.
 
 use crate::config::RunConfig;
+use crate::error::{AtPath, Result, TrainError};
 use crate::grpo::{NonFinite, UpdateSettings, update};
 use crate::metrics_log::Row;
 use crate::optim::LrSchedule;
 use crate::self_play::{StepItems, count_metrics, role_metrics, to_groups};
-use anyhow::Context;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use selfemo_eval::policy::ModelPolicy;
@@ -66,7 +66,7 @@ impl Step<'_> {
         items: &StepItems,
         k: u32,
         step: u64,
-    ) -> (CausalLm, Result<StepOutput, NonFinite>) {
+    ) -> (CausalLm, std::result::Result<StepOutput, NonFinite>) {
         let (c, g, sp) = (self.config, &self.config.grpo, &self.config.selfplay);
         let t0 = Instant::now();
         let rollout_model = model.valid();
@@ -154,16 +154,17 @@ pub fn step_seconds(row: &Row) -> f64 {
 }
 
 /// The emotion vectors of steered responder sampling, checked against the policy.
-pub(crate) fn steering_vectors(c: &RunConfig, model: &CausalLm) -> anyhow::Result<Option<EmotionVectors>> {
+pub(crate) fn steering_vectors(c: &RunConfig, model: &CausalLm) -> Result<Option<EmotionVectors>> {
     let Some(st) = &c.selfplay.steering else { return Ok(None) };
-    let v = EmotionVectors::load(&st.vectors).with_context(|| format!("selfplay.steering.vectors: {}", st.vectors.display()))?;
-    anyhow::ensure!(
-        v.num_layers() == model.num_layers(),
-        "selfplay.steering.vectors: {} holds vectors for {} layers (model {}), the policy has {}",
-        st.vectors.display(),
-        v.num_layers(),
-        v.model,
-        model.num_layers()
-    );
+    let v = EmotionVectors::load(&st.vectors).at(&st.vectors)?;
+    if v.num_layers() != model.num_layers() {
+        return Err(TrainError::Config(format!(
+            "selfplay.steering.vectors: {} holds vectors for {} layers (model {}), the policy has {}",
+            st.vectors.display(),
+            v.num_layers(),
+            v.model,
+            model.num_layers()
+        )));
+    }
     Ok(Some(v))
 }

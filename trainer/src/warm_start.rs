@@ -4,12 +4,12 @@
 //! check (kind `rationale`), or on the policy's own kept answers (replay).
 
 use crate::config::WarmStartKind;
+use crate::error::{AtPath, Result, TrainError};
 use crate::evaluation::DevCurve;
 use crate::loss::sft_loss;
 use crate::run_dir::{write_json, write_json_lines};
 use crate::self_play::SYNTHETIC_IDS;
 use crate::session::Session;
-use anyhow::Result;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use selfemo_datasets::Target;
@@ -75,8 +75,8 @@ pub fn sft(
     examples: &[&Example],
     pad: u32,
     plan: &SftPlan,
-    checkpoint: &mut dyn FnMut(usize, &CausalLm, f64) -> anyhow::Result<()>,
-) -> anyhow::Result<(CausalLm, SftOutcome)> {
+    checkpoint: &mut dyn FnMut(usize, &CausalLm, f64) -> Result<()>,
+) -> Result<(CausalLm, SftOutcome)> {
     let mut outcome = SftOutcome { losses: Vec::with_capacity(plan.steps), seconds: 0.0 };
     if examples.is_empty() {
         return Ok((model, outcome));
@@ -93,7 +93,9 @@ pub fn sft(
         };
         let loss = sft_loss(logprobs);
         let value = loss.clone().into_scalar::<f32>() as f64;
-        anyhow::ensure!(value.is_finite(), "SFT step {}: non-finite loss {value}", step + 1);
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite(format!("SFT step {}: non-finite loss {value}", step + 1)));
+        }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(plan.learning_rate, model, grads);
         outcome.losses.push(value);
@@ -227,7 +229,8 @@ pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Fly
         examples.len(),
         k - 1,
         losses.first().zip(losses.last())
-    )?;
+    )
+    .at(&s.run_dir.join("events.log"))?;
     Ok((model, outcome.seconds))
 }
 
