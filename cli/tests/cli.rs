@@ -102,20 +102,41 @@ fn bench_model_reports_every_measurement_against_the_same_run_peak_and_bandwidth
 }
 
 #[test]
-fn bench_train_reports_every_phase_and_the_update_share_of_peak() {
+fn bench_train_reports_every_phase_and_the_update_share_of_peak_in_both_layouts() {
     if selfemo_model::fetch::default_model_for_tests().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench-train.json");
-    let args = ["bench", "train", "--layers", "1", "--prompts", "1", "--num-generations", "2", "--max-completion-length", "4", "--steps", "1"];
-    let (stdout, report) = selfemo_report(&args, &out);
+    let run = |sharing: &str| {
+        let args = [
+            "bench",
+            "train",
+            "--layers",
+            "1",
+            "--prompts",
+            "1",
+            "--num-generations",
+            "2",
+            "--max-completion-length",
+            "4",
+            "--steps",
+            "1",
+            "--prefix-sharing",
+            sharing,
+        ];
+        selfemo_report(&args, &out)
+    };
+    let ((stdout, tree), (_, padded)) = (run("on"), run("off"));
     assert!(stdout.contains("rollout") && stdout.contains("update:"), "{stdout}");
-    let seconds = &report["seconds"];
-    assert!(["rollout", "update"].iter().all(|k| seconds[*k].as_f64().unwrap() > 0.0), "both phases ran: {report}");
-    assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0, "{report}");
-    let share = report["update_fraction_of_peak"].as_f64().unwrap();
-    assert!(share > 0.0 && share < 1.5, "{report}");
+    for report in [&tree, &padded] {
+        let seconds = &report["seconds"];
+        assert!(["rollout", "update"].iter().all(|k| seconds[*k].as_f64().unwrap() > 0.0), "both phases ran: {report}");
+        let share = report["update_fraction_of_peak"].as_f64().unwrap();
+        assert!(share > 0.0 && share < 1.5, "{report}");
+    }
+    let tokens = |r: &serde_json::Value| r["update_tokens"].as_f64().unwrap();
+    assert!(tokens(&tree) < tokens(&padded), "a group's prompt runs once on the tree: {} vs {}", tokens(&tree), tokens(&padded));
 }
 
 #[test]

@@ -43,6 +43,10 @@ pub struct BenchTrainArgs {
     /// KL weight (> 0 adds the reference forward to the update).
     #[arg(long, default_value_t = 0.04)]
     pub beta: f64,
+    /// The update's layout: `on` runs each group's prompt once (a prefix tree), `off` once per
+    /// completion (padded rows).
+    #[arg(long, value_parser = ["on", "off"], default_value = "on")]
+    pub prefix_sharing: String,
     /// Steps measured (after one warm-up step); the mean is reported.
     #[arg(long, default_value_t = 2)]
     pub steps: usize,
@@ -64,6 +68,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     run.data.dataset = args.dataset;
     (run.grpo.num_generations, run.grpo.max_completion_length, run.grpo.beta) = (args.num_generations, args.max_completion_length, args.beta);
     (run.grpo.prompts_per_step, run.selfplay.responder_prompts_per_step, run.grpo.learning_rate) = (args.prompts, args.responder_prompts, 1e-6);
+    run.grpo.prefix_sharing = args.prefix_sharing == "on";
     let (g, sp) = (&run.grpo, &run.selfplay);
     let corpus = selfemo_datasets::load(args.dataset, None)?;
     let w = run.data.context_window;
@@ -113,15 +118,22 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         for (p, keys) in phases.iter_mut().zip([&["timing/generate"][..], &["timing/respond", "timing/score"], &["timing/update"]]) {
             *p += keys.iter().map(|k| timing(k)).sum::<f64>();
         }
-        // Update work: the policy's forward + backward (3×) per μ step, the reference forward.
+        // Update work, counted from the tokens the layout runs: the policy's forward + backward
+        // (3×) per μ step and the reference forward; with prefix sharing a group's prompt runs
+        // once, its completions after it.
         let passes = 3.0 * g.num_iterations as f64 + if g.beta > 0.0 { 1.0 } else { 0.0 };
         let groups = to_groups(&out.recognition, &out.expression);
+        let span = |from: usize, to: usize| (from..to).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>();
         for group in &groups {
+            let p = group.prompt.len();
+            if g.prefix_sharing {
+                update_flops += passes * span(0, p);
+                tokens += p as f64;
+            }
             for x in &group.samples {
-                let len = group.prompt.len() + x.completion.len();
-                let forward = (0..len).map(|p| c.trunk_flops_per_token(p + 1)).sum::<f64>() + x.completion.len() as f64 * c.head_flops();
-                update_flops += passes * forward;
-                tokens += len as f64;
+                let start = if g.prefix_sharing { p } else { 0 };
+                update_flops += passes * (span(start, p + x.completion.len()) + x.completion.len() as f64 * c.head_flops());
+                tokens += (p + x.completion.len() - start) as f64;
             }
         }
     }
@@ -130,21 +142,21 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
     let total = generate_s + respond_s + update_s;
     let update_gflops = update_flops / n / update_s / 1e9;
     println!(
-        "model: {} layers; {} recogniser + {} responder prompts x G {} (max {} tokens), beta {}, all parameters trainable, f32",
-        c.num_hidden_layers, args.prompts, args.responder_prompts, g.num_generations, g.max_completion_length, g.beta
+        "model: {} layers; {} recogniser + {} responder prompts x G {} (max {} tokens), beta {}, all parameters trainable, f32, prefix sharing {}",
+        c.num_hidden_layers, args.prompts, args.responder_prompts, g.num_generations, g.max_completion_length, g.beta, args.prefix_sharing
     );
     println!("f32 matmul peak (same run): {peak:.1} GFLOP/s at {shape:?}");
     println!("{:<10} {:>9} {:>7}", "phase", "seconds", "share");
     for (name, s) in [("rollout", generate_s), ("respond", respond_s), ("update", update_s), ("step", total)] {
         println!("{name:<10} {s:>9.2} {:>6.1}%", 100.0 * s / total);
     }
-    println!("tokens/s (prompt + completion, whole step): {:.1}", tokens / n / total);
+    println!("update: {:.0} tokens run per step", tokens / n);
     println!("update: {update_gflops:.1} GFLOP/s = {:.1}% of peak", 100.0 * update_gflops / peak);
     let report = serde_json::json!({
         "matmul_peak_gflops": peak, "peak_shape": shape, "layers": c.num_hidden_layers,
         "prompts": args.prompts, "responder_prompts": args.responder_prompts, "num_generations": g.num_generations, "max_completion_length": g.max_completion_length, "beta": g.beta,
         "seconds": { "rollout": generate_s, "respond": respond_s, "update": update_s, "step": total },
-        "tokens_per_second": tokens / n / total, "update_gflops": update_gflops, "update_fraction_of_peak": update_gflops / peak,
+        "prefix_sharing": g.prefix_sharing, "update_tokens": tokens / n, "update_gflops": update_gflops, "update_fraction_of_peak": update_gflops / peak,
     });
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
