@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use selfemo_datasets::{Corpus, Dataset, Split, Target};
-use selfemo_eval::label_scoring::{ScorePrompt, score_targets};
+use selfemo_eval::label_scoring::{ScoreLimits, ScorePrompt, score_targets};
 use selfemo_eval::predictions::{self, Prediction, report_of};
 use selfemo_eval::recognition::{evaluate, label_scores, prompts, score_predictions};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
@@ -133,7 +133,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 }
                 None => {
                     let prompt = ScorePrompt::default();
-                    let scores = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, window, budget, args.batch, &mut |k| bar.inc(k as u64));
+                    let scores =
+                        score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, ScoreLimits { window, budget, rows: args.batch }, &mut |k| {
+                            bar.inc(k as u64)
+                        });
                     dialogue_score_predictions(&corpus, &targets, scores)
                 }
             },

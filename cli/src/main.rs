@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod eval;
 mod model;
+mod plot;
 mod probe;
 mod steer;
 mod train;
@@ -40,6 +41,15 @@ enum Command {
     /// Benchmarks, reported against the machine's matmul peak measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Charts across runs.
+    #[command(subcommand)]
+    Plot(PlotCommand),
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// One dev score against minutes of training, one line per run folder (an ablation's arms).
+    DevCurves(plot::DevCurvesArgs),
 }
 
 #[derive(Subcommand)]
@@ -73,5 +83,6 @@ fn main() -> anyhow::Result<()> {
         Command::Steer(cmd) => steer::run(cmd),
         Command::Bench(BenchCommand::Model(args)) => bench::model::bench_model(args),
         Command::Bench(BenchCommand::Train(args)) => bench::train::bench_train(args),
+        Command::Plot(PlotCommand::DevCurves(args)) => plot::dev_curves(args),
     }
 }

@@ -25,6 +25,7 @@ pub struct ProbeArgs {
 /// The hallucination probe per dataset: a table and a JSON report.
 pub fn hallucination(args: ProbeArgs) -> Result<()> {
     use selfemo_eval::hallucination::{probe, report};
+    use selfemo_eval::label_scoring::ScoreLimits;
     let t = &args.targets;
     let (window, budget) = t.window_and_budget(None);
     let m = t.load_model()?;
@@ -34,7 +35,7 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
         let d = corpus.dataset;
         let started = Instant::now();
         let bar = progress_bar(d.name(), targets.len());
-        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, window, budget, args.batch, &mut |k| bar.inc(k as u64));
+        let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, ScoreLimits { window, budget, rows: args.batch }, &mut |k| bar.inc(k as u64));
         bar.finish_and_clear();
         let r = report(&answers);
         let seconds = started.elapsed().as_secs_f64();

@@ -2,7 +2,7 @@
 //! "does the speaker feel X?" with X = gold (expect yes) and X = a confusable label (expect no),
 //! answered in score mode (the higher of log π(Yes) and log π(No) after the question).
 
-use crate::label_scoring::{ScorePrompt, layout};
+use crate::label_scoring::{ScoreLimits, ScorePrompt, layout};
 use selfemo_datasets::{Corpus, Dataset, Emotion, Target};
 use selfemo_model::label_scores::{HeaderCache, ScoreQuery, score_dialogue};
 use selfemo_model::{CausalLm, Message, TextTokenizer};
@@ -85,17 +85,15 @@ pub fn report(answers: &[PairAnswer]) -> HallucinationReport {
 
 /// Asks both questions for every target (targets of one dialogue share its prefix) and returns
 /// the answers in `targets` order. Targets whose gold has no confusable partner are skipped.
-#[allow(clippy::too_many_arguments)]
 pub fn probe(
     model: &CausalLm,
     tok: &TextTokenizer,
     corpus: &Corpus,
     targets: &[Target],
-    window: usize,
-    budget: usize,
-    rows: usize,
+    limits: ScoreLimits,
     progress: &mut dyn FnMut(usize),
 ) -> Vec<PairAnswer> {
+    let ScoreLimits { window, budget, rows } = limits;
     let prompt = ScorePrompt { question: QUESTION.into(), answer_prefix: String::new(), ..ScorePrompt::default() };
     let yes_no = [tok.encode("Yes"), tok.encode("No")];
     let mut out = Vec::with_capacity(targets.len());

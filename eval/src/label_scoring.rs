@@ -79,20 +79,29 @@ pub fn layout(
     (TokenLayout { header, lines, labels: label_ids }, queries)
 }
 
+/// How far a scored target's prompt reaches and how many queries run per pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreLimits {
+    /// Past turns shown with the target.
+    pub window: usize,
+    /// Prompt token budget (the oldest turns are dropped to fit).
+    pub budget: usize,
+    /// Queries per tree-masked pass.
+    pub rows: usize,
+}
+
 /// Scores `targets` (any order) of `corpus`: per target, the label log-probs in label-set
 /// order. `progress` is called with the number of targets just finished.
-#[allow(clippy::too_many_arguments)]
 pub fn score_targets(
     model: &CausalLm,
     tok: &TextTokenizer,
     prompt: &ScorePrompt,
     corpus: &Corpus,
     targets: &[Target],
-    window: usize,
-    budget: usize,
-    rows: usize,
+    limits: ScoreLimits,
     progress: &mut dyn FnMut(usize),
 ) -> Vec<Vec<f64>> {
+    let ScoreLimits { window, budget, rows } = limits;
     let mut out = vec![Vec::new(); targets.len()];
     let mut order: Vec<usize> = (0..targets.len()).collect();
     order.sort_by_key(|&i| (targets[i].dialogue, targets[i].turn));

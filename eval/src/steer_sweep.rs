@@ -2,7 +2,7 @@
 //! their expression consistency (the policy's own score-mode recogniser agrees with e) and their
 //! fluency (perplexity of the reply under the unsteered policy).
 
-use crate::label_scoring::{ScorePrompt, score_targets};
+use crate::label_scoring::{ScoreLimits, ScorePrompt, score_targets};
 use selfemo_datasets::{Corpus, Dataset, Dialogue, Split, Target, Utterance};
 use selfemo_model::{CausalLm, EmotionVectors, Message, SamplingConfig, TextTokenizer, completion_logprobs, generate};
 use serde::Serialize;
@@ -84,7 +84,7 @@ pub fn sweep(
                 .collect();
             let corpus = Corpus { dataset: Dataset::Meld, dialogues };
             let targets: Vec<Target> = (0..queries.len()).map(|d| Target { dialogue: d, turn: 1 }).collect();
-            let scores = score_targets(model, tok, &ScorePrompt::default(), &corpus, &targets, 1, 512, 16, &mut |_| ());
+            let scores = score_targets(model, tok, &ScorePrompt::default(), &corpus, &targets, ScoreLimits { window: 1, budget: 512, rows: 16 }, &mut |_| ());
             let index = labels.emotions().position(|x| x == gold);
             let agree = scores.iter().filter(|s| argmax(s) == index).count();
             let p_emotion = scores.iter().map(|s| label_probability(s, index.unwrap_or(0))).sum::<f64>() / scores.len().max(1) as f64;

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use selfemo_datasets::{Dataset, Split};
-use selfemo_eval::label_scoring::{ScorePrompt, layout, score_targets};
+use selfemo_eval::label_scoring::{ScoreLimits, ScorePrompt, layout, score_targets};
 use selfemo_model::label_scores::{ScoreQuery, TokenLayout, header_cache, score_dialogue, score_prompts};
 use selfemo_model::{Architecture, CausalLm, LoadOptions, LoadedModel, Message, ModelConfig, ModelSource};
 
@@ -94,7 +94,7 @@ fn real_prompts_decode_to_the_chat_and_score_like_each_target_alone() {
     assert_eq!(m.tokenizer.decode(&lay.prompt(q), false), chat);
     assert_eq!(lay.labels.len(), 7);
 
-    let shared = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, 2, 512, 4, &mut |_| ());
+    let shared = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, ScoreLimits { window: 2, budget: 512, rows: 4 }, &mut |_| ());
     let mine: Vec<Vec<f64>> = shared.iter().zip(&targets).filter(|(_, t)| t.dialogue == d).map(|(s, _)| s.clone()).collect();
     let gap = max_gap(&m.model, &lay, &queries, &mine);
     assert!(gap < 1e-4, "max |shared − alone| = {gap}");
@@ -108,12 +108,14 @@ fn the_hallucination_probe_answers_both_questions_of_every_target() {
     let corpus = selfemo_datasets::load(Dataset::Emorynlp, None).unwrap();
     let targets: Vec<_> = corpus.targets(Split::Dev).into_iter().take(6).collect();
     let mut seen = 0;
-    let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, 4, 256, 3, &mut |k| seen += k);
+    let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, ScoreLimits { window: 4, budget: 256, rows: 3 }, &mut |k| seen += k);
     assert_eq!((answers.len(), seen), (6, 6), "every EmoryNLP label has a confusable partner");
     let r = report(&answers);
     assert_eq!(r.pairs, 6);
     // the same questions asked one dialogue at a time give the same answers
-    let one_by_one: Vec<_> =
-        targets.chunk_by(|a, b| a.dialogue == b.dialogue).flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, 4, 256, 1, &mut |_| ())).collect();
+    let one_by_one: Vec<_> = targets
+        .chunk_by(|a, b| a.dialogue == b.dialogue)
+        .flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, ScoreLimits { window: 4, budget: 256, rows: 1 }, &mut |_| ()))
+        .collect();
     assert_eq!(one_by_one, answers);
 }

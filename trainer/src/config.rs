@@ -3,7 +3,7 @@
 
 use crate::evaluation::EvalMode;
 use crate::loss::{Clip, LossType};
-use crate::optim::AdamWSettings;
+use crate::optim::{AdamWSettings, LrDecay};
 use crate::splits::{Batching, LabelSampling};
 use selfemo_datasets::Dataset;
 use selfemo_model::SamplingConfig;
@@ -67,8 +67,15 @@ pub struct WarmStartSection {
     pub rationale_hint: String,
     /// Examples per step, drawn from the train targets that SELF-GRPO does not use (default 8).
     pub batch_size: usize,
-    /// Constant learning rate (default 1e-4).
+    /// Peak learning rate (default 1e-4).
     pub learning_rate: f64,
+    /// How the rate moves over the warm start: `constant`, or `cosine` down to
+    /// `min_lr_ratio` of the peak at its last step or at the end of its `minutes`, whichever
+    /// comes first (default `constant`).
+    pub lr_decay: LrDecay,
+    /// The rate at the end of a `cosine` warm start as a share of the peak (default 0.1, as
+    /// `grpo.min_lr_ratio`).
+    pub min_lr_ratio: f64,
     /// How the examples are drawn by gold label (default `natural`) [RECON].
     pub label_sampling: LabelSampling,
     /// How examples form batches: `random` draws, or `dialogue` (a dialogue's targets
@@ -90,6 +97,8 @@ impl Default for WarmStartSection {
             rationale_hint: "\n\nThe answer is {emotion}. Explain in one short sentence why.".into(),
             batch_size: 8,
             learning_rate: 1e-4,
+            lr_decay: LrDecay::Constant,
+            min_lr_ratio: 0.1,
             label_sampling: LabelSampling::Natural,
             batching: Batching::Random,
             eval_every: 0,
@@ -441,6 +450,7 @@ impl RunConfig {
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
         self.selfplay.validate()?;
         finite("warm_start.minutes", self.warm_start.minutes, self.warm_start.minutes >= 0.0)?;
+        finite("warm_start.min_lr_ratio", self.warm_start.min_lr_ratio, (0.0..=1.0).contains(&self.warm_start.min_lr_ratio))?;
         if self.warm_start.batching == Batching::Dialogue && self.warm_start.label_sampling != LabelSampling::Natural {
             return Err("warm_start.batching = \"dialogue\" keeps each dialogue's targets together, so it needs warm_start.label_sampling = \"natural\"".into());
         }

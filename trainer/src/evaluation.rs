@@ -165,6 +165,14 @@ pub struct Evaluation {
     pub dev: DevResult,
 }
 
+/// The dev evaluations of the run folder `run_dir` (its `dev_curve.jsonl`), in order.
+pub fn read_dev_curve(run_dir: &Path) -> Result<Vec<Evaluation>> {
+    let path = run_dir.join("dev_curve.jsonl");
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    let parsed: std::result::Result<Vec<Evaluation>, _> = text.lines().map(serde_json::from_str).collect();
+    parsed.at(&path)
+}
+
 /// Every dev evaluation of a run, in order, as `dev_curve.jsonl`; `best/` holds the model of
 /// the best one by dev weighted F1 (ties go to the later stage).
 pub struct DevCurve {
@@ -180,12 +188,7 @@ impl DevCurve {
         let path = run_dir.join("dev_curve.jsonl");
         let entries = match resumed_at {
             None => Vec::new(),
-            Some(s) if path.is_file() => {
-                let text = std::fs::read_to_string(&path).at(&path)?;
-                let parsed: std::result::Result<Vec<Evaluation>, _> = text.lines().map(serde_json::from_str).collect();
-                let all = parsed.at(&path)?;
-                all.into_iter().filter(|e| e.step <= s).collect()
-            }
+            Some(s) if path.is_file() => read_dev_curve(run_dir)?.into_iter().filter(|e| e.step <= s).collect(),
             Some(_) => Vec::new(),
         };
         let curve = Self { path, entries };

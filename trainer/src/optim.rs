@@ -65,9 +65,33 @@ impl LrSchedule {
             return self.base * (step + 1) as f64 / self.warmup as f64;
         }
         let decay_steps = self.total.saturating_sub(self.warmup + 1);
-        let progress = if decay_steps == 0 { 0.0 } else { ((step - self.warmup) as f64 / decay_steps as f64).min(1.0) };
-        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-        self.base * (self.min_ratio + (1.0 - self.min_ratio) * cosine)
+        let progress = if decay_steps == 0 { 0.0 } else { (step - self.warmup) as f64 / decay_steps as f64 };
+        LrDecay::Cosine.rate(self.base, self.min_ratio, progress)
+    }
+}
+
+/// How an SFT pass's learning rate moves from its peak over the pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrDecay {
+    /// The peak throughout.
+    #[default]
+    Constant,
+    /// Cosine from the peak down to `min_ratio` of it at the end of the pass.
+    Cosine,
+}
+
+impl LrDecay {
+    /// The rate at `progress` through a pass (0 = its start, 1 = its end; clamped), from the
+    /// peak `base` to the floor `min_ratio`·`base`.
+    pub fn rate(self, base: f64, min_ratio: f64, progress: f64) -> f64 {
+        match self {
+            Self::Constant => base,
+            Self::Cosine => {
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos());
+                base * (min_ratio + (1.0 - min_ratio) * cosine)
+            }
+        }
     }
 }
 

@@ -70,6 +70,48 @@ pub fn summarise(k: u32, rows: &[Row], flywheel: &Flywheel, steps: (u64, u64), d
     }
 }
 
+/// One line per run of a dev score against minutes of training, written to `path`: the
+/// runs of an ablation on one chart. `runs` pairs a legend name with its dev curve.
+pub fn plot_dev_comparison(path: &Path, metric: DevMetric, runs: &[(String, Vec<Evaluation>)]) -> Result<()> {
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|(name, curve)| Series { name: name.clone(), points: curve.iter().map(|e| (e.train_seconds / 60.0, metric.of(&e.dev.report))).collect() })
+        .collect();
+    line_chart(path, &format!("dev {} against training time", metric.name()), "minutes of training", &series)?;
+    Ok(())
+}
+
+/// A dev score a comparison chart plots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevMetric {
+    /// Accuracy.
+    Accuracy,
+    /// Weighted F1.
+    WeightedF1,
+    /// Macro F1.
+    MacroF1,
+}
+
+impl DevMetric {
+    /// The metric's name on the chart.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accuracy => "accuracy",
+            Self::WeightedF1 => "weighted F1",
+            Self::MacroF1 => "macro F1",
+        }
+    }
+
+    /// Its value in `report`.
+    pub fn of(self, report: &selfemo_eval::scores::Report) -> f64 {
+        match self {
+            Self::Accuracy => report.accuracy,
+            Self::WeightedF1 => report.weighted_f1,
+            Self::MacroF1 => report.macro_f1,
+        }
+    }
+}
+
 /// Dev accuracy, weighted and macro F1 against minutes of training (`plots/dev_curve.png`),
 /// and the flywheel's kept counts per iteration (`plots/flywheel.png`, when there are any).
 pub fn plot_progress(run_dir: &Path, curve: &[Evaluation], iterations: &[IterationSummary]) -> Result<()> {

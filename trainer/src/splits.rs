@@ -52,8 +52,17 @@ impl TrainData {
             ts.into_iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(corpus, t, w, (first_id + k) as u64).map(|i| (t, i))).collect()
         };
         let sampling = config.data.label_sampling;
+        let real = items(pick(&splits.grpo, needed, sampling, 1), 0);
+        if needed > 0 && real.is_empty() {
+            return Err(format!(
+                "grpo.max_steps = {} needs prompts, but no train target of {} ({} after data.train_limit) fits a prompt",
+                g.max_steps,
+                corpus.dataset,
+                targets.len()
+            ));
+        }
         Ok(Self {
-            real: items(pick(&splits.grpo, needed, sampling, 1), 0),
+            real,
             reserve: items(pick(&splits.reserve, reserve_size, sampling, 2), needed).into_iter().map(|(_, i)| i).collect(),
             warm_start: match ws.batching {
                 Batching::Random => pick(&splits.warm_start, ws.steps * ws.batch_size, ws.label_sampling, 3),
@@ -75,17 +84,44 @@ pub struct TrainSplits {
 }
 
 impl TrainSplits {
-    /// Pools for `grpo`, `reserve` and `warm_start` draws out of `n` targets, each a share of
-    /// the `n` targets proportional to its draws (a use without draws gets no pool), so every
-    /// pool holds at least its draws when they fit in `n`, and minority labels have as many
-    /// targets as the split allows when drawing by label.
+    /// Pools for `grpo`, `reserve` and `warm_start` draws out of `n` targets. When the draws
+    /// fit in `n`, each pool is a share of the `n` targets proportional to its draws (a use
+    /// without draws gets no pool), so minority labels have as many targets as the split
+    /// allows when drawing by label. When they do not (a warm start bounded by minutes asks
+    /// for far more than the split holds), the pools are a max-min fair cut of `n`: the
+    /// smaller uses get their draws, or an equal share when even that does not fit, and the
+    /// largest the rest, so no use with draws is left without a pool while `n` holds one
+    /// target per use.
     pub fn new(n: usize, grpo: usize, reserve: usize, warm_start: usize) -> Self {
-        let total = (grpo + reserve + warm_start).max(1);
-        let cut = |draws: usize| draws * n / total;
-        let (a, b) = (cut(grpo), cut(grpo + reserve));
-        let end = if warm_start > 0 { n } else { b };
-        Self { grpo: 0..a, reserve: a..b, warm_start: b..end }
+        let draws = [grpo, reserve, warm_start];
+        let total: usize = draws.iter().sum();
+        let sizes = if total <= n { proportional(n, draws) } else { max_min_fair(n, draws) };
+        let (a, b) = (sizes[0], sizes[0] + sizes[1]);
+        Self { grpo: 0..a, reserve: a..b, warm_start: b..b + sizes[2] }
     }
+}
+
+/// Shares of `n` proportional to `draws` (their sum at most `n`), cut at the cumulative
+/// draws; the warm start, when it has draws, takes the rounding remainder.
+fn proportional(n: usize, [grpo, reserve, warm_start]: [usize; 3]) -> [usize; 3] {
+    let total = (grpo + reserve + warm_start).max(1);
+    let cut = |draws: usize| draws * n / total;
+    let (a, b) = (cut(grpo), cut(grpo + reserve));
+    let end = if warm_start > 0 { n } else { b };
+    [a, b - a, end - b]
+}
+
+/// Water-filling: in increasing order of draws, each use gets its draws or an equal share of
+/// what is left, whichever is smaller (uses without draws get nothing).
+fn max_min_fair(n: usize, draws: [usize; 3]) -> [usize; 3] {
+    let mut order: Vec<usize> = (0..3).filter(|&i| draws[i] > 0).collect();
+    order.sort_by_key(|&i| draws[i]);
+    let (mut sizes, mut left) = ([0; 3], n);
+    for (k, &i) in order.iter().enumerate() {
+        sizes[i] = draws[i].min(left / (order.len() - k));
+        left -= sizes[i];
+    }
+    sizes
 }
 
 /// How SFT examples are ordered into batches.
@@ -181,9 +217,17 @@ mod tests {
 
     #[test]
     fn pools_are_proportional_to_their_draws() {
-        assert_eq!(TrainSplits::new(100, 48, 48, 104), TrainSplits { grpo: 0..24, reserve: 24..48, warm_start: 48..100 });
+        assert_eq!(TrainSplits::new(400, 48, 48, 104), TrainSplits { grpo: 0..96, reserve: 96..192, warm_start: 192..400 });
         assert_eq!(TrainSplits::new(10, 4, 0, 0), TrainSplits { grpo: 0..10, reserve: 10..10, warm_start: 10..10 });
         assert_eq!(TrainSplits::new(1000, 48, 0, 128), TrainSplits { grpo: 0..272, reserve: 272..272, warm_start: 272..1000 });
+    }
+
+    #[test]
+    fn a_warm_start_bounded_by_minutes_leaves_the_grpo_prompts_their_pool() {
+        // MELD train, 20 GRPO steps of 4 prompts, a warm start of 100000 batches of 8.
+        assert_eq!(TrainSplits::new(9989, 80, 0, 800_000), TrainSplits { grpo: 0..80, reserve: 80..80, warm_start: 80..9989 });
+        assert_eq!(TrainSplits::new(100, 80, 80, 800_000), TrainSplits { grpo: 0..33, reserve: 33..66, warm_start: 66..100 });
+        assert_eq!(TrainSplits::new(100, 20, 48, 104), TrainSplits { grpo: 0..20, reserve: 20..60, warm_start: 60..100 });
     }
 
     proptest! {
@@ -195,6 +239,12 @@ mod tests {
             prop_assert!(all.iter().all(|i| *i < n));
             if g + r + w <= n {
                 prop_assert!(s.grpo.len() >= g && s.reserve.len() >= r && s.warm_start.len() >= w, "{:?}", s);
+            }
+            let uses = [g, r, w].iter().filter(|d| **d > 0).count();
+            if n >= uses {
+                for (pool, d) in [(&s.grpo, g), (&s.reserve, r), (&s.warm_start, w)] {
+                    prop_assert!(d == 0 || !pool.is_empty(), "a use with draws has a pool: {:?}", s);
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::config::WarmStartKind;
 use crate::error::{AtPath, Result, TrainError};
 use crate::evaluation::DevCurve;
 use crate::loss::sft_loss;
+use crate::optim::LrDecay;
 use crate::run_dir::{write_json, write_json_lines};
 use crate::self_play::SYNTHETIC_IDS;
 use crate::session::Session;
@@ -45,14 +46,28 @@ pub struct SftPlan {
     pub steps: usize,
     /// Examples per step.
     pub batch_size: usize,
-    /// Constant learning rate.
+    /// Peak learning rate.
     pub learning_rate: f64,
+    /// How the rate moves from the peak over the pass: progress is the larger of the steps
+    /// done over `steps` − 1 and the time spent over `budget`.
+    pub decay: LrDecay,
+    /// The rate at the end of the pass as a share of the peak (cosine decay).
+    pub min_lr_ratio: f64,
     /// Stop once the steps so far took this long (`None`: no limit).
     pub budget: Option<Duration>,
     /// Call `checkpoint` after every n steps (0 = never; the last step is always reported).
     pub every: usize,
     /// Run each batch as one prefix tree (see [`selfemo_model::completion_logprobs_tree`]).
     pub prefix_sharing: bool,
+}
+
+impl SftPlan {
+    /// The learning rate of step `step` (from 0), taken after `seconds` of the pass.
+    pub fn rate(&self, step: usize, seconds: f64) -> f64 {
+        let by_steps = if self.steps > 1 { step as f64 / (self.steps - 1) as f64 } else { 0.0 };
+        let by_time = self.budget.map_or(0.0, |b| seconds / b.as_secs_f64().max(f64::MIN_POSITIVE));
+        self.decay.rate(self.learning_rate, self.min_lr_ratio, by_steps.max(by_time))
+    }
 }
 
 /// What an SFT pass did.
@@ -97,7 +112,7 @@ pub fn sft(
             return Err(TrainError::NonFinite(format!("SFT step {}: non-finite loss {value}", step + 1)));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(plan.learning_rate, model, grads);
+        model = optim.step(plan.rate(step, outcome.seconds), model, grads);
         outcome.losses.push(value);
         outcome.seconds += started.elapsed().as_secs_f64();
         let out_of_time = plan.budget.is_some_and(|b| outcome.seconds >= b.as_secs_f64());
@@ -142,6 +157,8 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
         steps: ws.steps,
         batch_size: ws.batch_size,
         learning_rate: ws.learning_rate,
+        decay: ws.lr_decay,
+        min_lr_ratio: ws.min_lr_ratio,
         budget: (ws.minutes > 0.0).then(|| Duration::from_secs_f64(ws.minutes * 60.0)),
         every: ws.eval_every,
         prefix_sharing: c.grpo.prefix_sharing,
@@ -218,8 +235,16 @@ pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Fly
         serde_json::json!({ "source": item.source, "label": item.gold.name(), "completion": completion })
     });
     write_json_lines(&s.run_dir.join(format!("iter-{k}/replay.jsonl")), lines)?;
-    let plan =
-        SftPlan { steps, batch_size: sp.sft_batch_size, learning_rate: sp.sft_learning_rate, budget: None, every: 0, prefix_sharing: c.grpo.prefix_sharing };
+    let plan = SftPlan {
+        steps,
+        batch_size: sp.sft_batch_size,
+        learning_rate: sp.sft_learning_rate,
+        decay: LrDecay::Constant,
+        min_lr_ratio: 1.0,
+        budget: None,
+        every: 0,
+        prefix_sharing: c.grpo.prefix_sharing,
+    };
     let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples.iter().collect::<Vec<_>>(), tok.pad_id, &plan, &mut |_, _, _| Ok(()))?;
     let losses = &outcome.losses;
     writeln!(

@@ -7,7 +7,7 @@ use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig};
 use selfemo_rewards::ScaleRewards;
 use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
-use selfemo_trainer::optim::{AdamWSettings, LrSchedule};
+use selfemo_trainer::optim::{AdamWSettings, LrDecay, LrSchedule};
 
 const LABELS: [u32; 4] = [4, 5, 6, 7];
 
@@ -322,7 +322,8 @@ fn an_sft_pass_reports_every_n_steps_and_stops_when_its_budget_is_spent() {
     let model = CausalLm::random(&config, 9, &Device::flex().autodiff());
     let examples: Vec<Example> = vec![(vec![1, 2, 4, 3], vec![8, 9]), (vec![1, 5, 3], vec![10])];
     let refs: Vec<&Example> = examples.iter().collect();
-    let plan = SftPlan { steps: 7, batch_size: 2, learning_rate: 1e-2, budget: None, every: 3, prefix_sharing: true };
+    let plan =
+        SftPlan { steps: 7, batch_size: 2, learning_rate: 1e-2, decay: LrDecay::Constant, min_lr_ratio: 1.0, budget: None, every: 3, prefix_sharing: true };
     let mut seen = Vec::new();
     let (_, out) = sft(model.clone(), &mut AdamWSettings::default().build(), &refs, 0, &plan, &mut |step, _, seconds| {
         seen.push((step, seconds));
@@ -342,6 +343,43 @@ fn an_sft_pass_reports_every_n_steps_and_stops_when_its_budget_is_spent() {
     })
     .unwrap();
     assert_eq!((out.losses.len(), calls), (1, vec![1]));
+}
+
+#[test]
+fn a_cosine_sft_pass_decays_to_its_floor_by_steps_or_by_time() {
+    use selfemo_trainer::warm_start::{Example, SftPlan, sft};
+    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
+    let model = CausalLm::random(&config, 9, &Device::flex().autodiff());
+    let examples: Vec<Example> = vec![(vec![1, 2, 4, 3], vec![8, 9]), (vec![1, 5, 3], vec![10])];
+    let refs: Vec<&Example> = examples.iter().collect();
+    let probe = |m: &CausalLm| selfemo_model::completion_logprobs(m, &[vec![1, 2, 4, 3]], &[vec![8, 9]], 0, 1.0).into_data().try_to_vec::<f32>().unwrap();
+    // Floor 0: the last of 3 steps runs at rate 0 and leaves the weights as the second left them;
+    // at a constant rate the last step moves them.
+    for (decay, last_step_moves) in [(LrDecay::Cosine, false), (LrDecay::Constant, true)] {
+        let plan = SftPlan { steps: 3, batch_size: 2, learning_rate: 1e-2, decay, min_lr_ratio: 0.0, budget: None, every: 1, prefix_sharing: true };
+        let mut after = Vec::new();
+        sft(model.clone(), &mut AdamWSettings::default().build(), &refs, 0, &plan, &mut |_, m, _| {
+            after.push(probe(m));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(after[1] != after[2], last_step_moves, "{decay:?}");
+        assert_ne!(after[0], after[1], "{decay:?}: the second step runs at half the peak");
+    }
+    // A pass bounded by minutes decays by the time spent: half-way through 60 s, cosine is at
+    // 0.1 + 0.9 · (1 + cos(π/2)) / 2 = 0.55 of the peak, whatever the step.
+    let by_time = SftPlan {
+        steps: 100_000,
+        batch_size: 8,
+        learning_rate: 1e-3,
+        decay: LrDecay::Cosine,
+        min_lr_ratio: 0.1,
+        budget: Some(std::time::Duration::from_secs(60)),
+        every: 0,
+        prefix_sharing: true,
+    };
+    assert!((by_time.rate(10, 30.0) - 5.5e-4).abs() < 1e-15);
+    assert!((by_time.rate(10, 90.0) - 1e-4).abs() < 1e-15, "past the budget: the floor");
 }
 
 /// Every trainable parameter's gradient, flattened in visiting order.

@@ -8,7 +8,9 @@
 use selfemo_datasets::Target;
 use selfemo_selfplay::{EmotionDraw, ExpressionItem, Kind, store};
 use selfemo_trainer::config::{RunConfig, WarmStartKind};
+use selfemo_trainer::evaluation::read_dev_curve;
 use selfemo_trainer::run::{TrainOptions, train};
+use selfemo_trainer::run_dir::{DevMetric, plot_dev_comparison};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -165,6 +167,15 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
             .collect()
     };
     assert_eq!(out.rows.iter().map(exact).collect::<Vec<_>>(), again.rows.iter().map(exact).collect::<Vec<_>>());
+
+    // The dev curve reads back as recorded, and two runs' curves chart together.
+    assert_eq!(read_dev_curve(&out.run_dir).unwrap(), out.curve);
+    let chart = dir.path().join("dev-wf1.png");
+    let runs = [("sp".to_string(), out.curve.clone()), ("sp-again".to_string(), read_dev_curve(&again.run_dir).unwrap())];
+    plot_dev_comparison(&chart, DevMetric::WeightedF1, &runs).unwrap();
+    assert!(std::fs::metadata(&chart).unwrap().len() > 1000, "a PNG was written");
+    let missing = read_dev_curve(dir.path()).unwrap_err().to_string();
+    assert!(missing.contains("dev_curve.jsonl"), "{missing}");
 }
 
 #[test]

@@ -1,0 +1,28 @@
+//! The run configs the repository ships (configs/ and the current experiment's arms) load and
+//! validate against today's schema, so a renamed or removed field cannot leave them stale.
+
+use selfemo_trainer::config::RunConfig;
+use std::path::{Path, PathBuf};
+
+fn tomls(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(tomls(&path));
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn every_shipped_config_loads_and_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let configs: Vec<PathBuf> = ["configs", "experiments/008-ablation"].iter().flat_map(|d| tomls(&root.join(d))).collect();
+    assert!(configs.iter().any(|p| p.ends_with("configs/quickstart.toml")), "{configs:?}");
+    for path in &configs {
+        RunConfig::load(path).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
