@@ -171,7 +171,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{:<10} {:>8} {:>10.4} {:>10.4}", "mean", "", mean(&acc), mean(&wf1));
     }
     reports.insert("mean".into(), serde_json::json!({ "accuracy": mean(&acc), "weighted_f1": mean(&wf1) }));
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::report::write_json(&args.out, &reports)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -6,6 +6,7 @@ mod eval;
 mod model;
 mod plot;
 mod probe;
+mod report;
 mod steer;
 mod train;
 

@@ -2,7 +2,7 @@
 //! yes/no questions per target (EmotionHallucer); `faithfulness` judges each rationale (ERV).
 
 use crate::eval::{TargetArgs, progress_bar, run_config};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use selfemo_selfplay::RecogniserPrompt;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
         value["seconds"] = seconds.into();
         reports.insert(d.name().to_string(), value);
     }
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::report::write_json(&args.out, &reports)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }
@@ -134,7 +134,7 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
             .collect();
         reports.insert(d.name().to_string(), value);
     }
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::report::write_json(&args.out, &reports)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

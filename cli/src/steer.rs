@@ -116,7 +116,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
         println!("{:<10} {:>6.1} {:>12.3} {:>9.4} {:>11.1}  {example:?}", r.emotion, r.alpha, r.consistency, r.p_emotion, r.perplexity);
     }
     std::fs::create_dir_all(&a.out_dir)?;
-    std::fs::write(a.out_dir.join("sweep.json"), serde_json::to_vec_pretty(&rows)?)?;
+    crate::report::write_json(&a.out_dir.join("sweep.json"), &rows)?;
     let series = |f: fn(&selfemo_eval::steer_sweep::SweepRow) -> f64| -> Vec<Series> {
         a.emotions.iter().map(|e| Series { name: e.clone(), points: rows.iter().filter(|r| &r.emotion == e).map(|r| (r.alpha, f(r))).collect() }).collect()
     };

@@ -28,6 +28,15 @@ fn data_stats_prints_split_and_label_counts() {
 }
 
 #[test]
+fn plot_dev_curves_names_the_run_folder_without_a_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dev.png");
+    let (ok, _, err) = selfemo(&["plot", "dev-curves", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains(&dir.path().join("dev_curve.jsonl").display().to_string()), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn data_prepare_writes_the_unified_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("all.parquet");

@@ -178,7 +178,7 @@ pub fn bench_model(args: BenchModelArgs) -> Result<()> {
         "matmul_peak_gflops": peak, "peak_shape": shape, "memory_read_gb_per_s": bandwidth,
         "weight_bytes": weight_bytes, "layers": c.num_hidden_layers, "rows": rows,
     });
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::report::write_json(&args.out, &report)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -158,7 +158,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         "seconds": { "rollout": generate_s, "respond": respond_s, "update": update_s, "step": total },
         "prefix_sharing": g.prefix_sharing, "update_tokens": tokens / n, "update_gflops": update_gflops, "update_fraction_of_peak": update_gflops / peak,
     });
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::report::write_json(&args.out, &report)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }
