@@ -9,7 +9,7 @@ use crate::config::RunConfig;
 use crate::error::{AtPath, Result, TrainError};
 use crate::evaluation::{DevCurve, DevResult, Evaluation, Evaluator, TestResult, test_best};
 use crate::metrics_log::{self, Row};
-use crate::run_dir::{plot_progress, plot_steps, read_flywheel, read_json, summarise, write_json};
+use crate::run_dir::{plot_progress, plot_steps, read_flywheel, read_json, shown, summarise, write_json};
 use crate::self_play::{IterationSummary, SYNTHETIC_IDS, step_items};
 use crate::session::Session;
 use crate::splits::TrainData;
@@ -194,13 +194,13 @@ fn self_play(
         let summary = summarise(k, rows, flywheel, iteration_steps(g.max_steps, sp.iterations, k), dev);
         write_json(&s.run_dir.join(format!("iter-{k}/summary.json")), &summary)?;
         s.log(&format!(
-            "iteration {k}: kept {} recognition + {} synthetic (of {} + {}), reward recogniser {:.3} responder {:.3}",
+            "iteration {k}: kept {} recognition + {} synthetic (of {} + {}), reward recogniser {} responder {}",
             summary.kept.kept_recognition,
             summary.kept.kept_synthetic,
             summary.kept.recognition_seen,
             summary.kept.synthetic_seen,
-            summary.reward_recogniser,
-            summary.reward_responder
+            shown(summary.reward_recogniser),
+            shown(summary.reward_responder)
         ))
     };
     // An iteration that ended at the checkpoint before its summary was written.

@@ -50,12 +50,17 @@ pub fn read_flywheel(run_dir: &Path, upto: u64) -> Result<Vec<FlywheelRow>> {
     Ok(rows)
 }
 
+/// A mean for a log line: three decimals, or `–` when there is none.
+pub fn shown(mean: Option<f64>) -> String {
+    mean.map_or_else(|| "–".to_string(), |m| format!("{m:.3}"))
+}
+
 /// Iteration `k`'s summary from its metric rows, its flywheel rows and its dev evaluation.
 pub fn summarise(k: u32, rows: &[Row], flywheel: &Flywheel, steps: (u64, u64), dev: crate::evaluation::DevResult) -> IterationSummary {
     let mine: Vec<&Row> = rows.iter().filter(|r| (steps.0..=steps.1).contains(&r.step)).collect();
     let mean = |key: &str| {
         let v: Vec<f64> = mine.iter().filter_map(|r| r.values.get(key).copied()).collect();
-        if v.is_empty() { f64::NAN } else { mean_std(&v).0 }
+        Some(mean_std(&v).0).filter(|m| !v.is_empty() && m.is_finite())
     };
     IterationSummary {
         iteration: k,

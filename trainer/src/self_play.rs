@@ -129,12 +129,12 @@ pub struct IterationSummary {
     pub flywheel_rows: usize,
     /// Synthetic recognition prompts it trained on.
     pub synthetic_prompts: usize,
-    /// Mean reward of recogniser samples.
-    pub reward_recogniser: f64,
-    /// Mean reward of responder samples (NaN without a responder).
-    pub reward_responder: f64,
-    /// Mean R_E of responder samples (NaN without a responder).
-    pub expression: f64,
+    /// Mean reward of recogniser samples (`None` without any).
+    pub reward_recogniser: Option<f64>,
+    /// Mean reward of responder samples (`None` without a responder).
+    pub reward_responder: Option<f64>,
+    /// Mean R_E of responder samples (`None` without a responder).
+    pub expression: Option<f64>,
     /// Dev scores after it.
     pub dev: DevResult,
 }

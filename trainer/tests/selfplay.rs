@@ -205,3 +205,19 @@ fn the_rationale_warm_start_lists_every_rationale_with_its_verdict() {
     let events = std::fs::read_to_string(out.run_dir.join("events.log")).unwrap();
     assert!(events.contains("naming an emotion"), "the rejections are reported: {events}");
 }
+
+#[test]
+fn a_recogniser_only_run_finishes_and_resumes_without_responder_means() {
+    // Plain GRPO (no responder) writes iteration summaries with no responder reward; the end of
+    // the run and a resumed run read them back (a resumed run at its last step goes straight to
+    // the test evaluation).
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut c) = config(dir.path(), "recogniser-only") else { return };
+    (c.selfplay.responder_prompts_per_step, c.selfplay.steering, c.grpo.max_steps, c.grpo.save_steps, c.warm_start.steps) = (0, None, 2, 2, 2);
+    c.validate().unwrap();
+    let out = train(&c, TrainOptions::default()).unwrap();
+    assert!(out.iterations.iter().all(|s| s.reward_responder.is_none() && s.expression.is_none() && s.reward_recogniser.is_some()));
+    let resumed = train(&c, TrainOptions { resume: true, ..Default::default() }).unwrap();
+    assert_eq!(resumed.iterations, out.iterations);
+    assert_eq!(resumed.test.map(|t| t.stage), out.test.map(|t| t.stage));
+}
