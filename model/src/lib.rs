@@ -2,14 +2,18 @@
 //!
 //! Loads the embedded default model (SmolLM2-135M-Instruct GGUF, see [`fetch`]) or an HF
 //! folder, generates with a KV cache ([`generate`]), scores completions for training
-//! ([`score`]), and exports HF folders that transformers, vLLM and llama.cpp's converter read.
+//! ([`score`]), prompts it with its own chat template ([`chat_template`]), and exports HF
+//! folders and GGUF files that transformers, vLLM and llama.cpp load ([`export`]).
 
+pub mod chat_template;
 pub mod config;
 pub mod device;
+pub mod export;
 pub mod fetch;
 pub mod few_rows;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_write;
 pub mod label_scores;
 pub mod layers;
 pub mod model;
@@ -111,22 +115,29 @@ impl LoadedModel {
             }
             ModelSource::HfDir(dir) => {
                 let (model, config) = weights::load_hf(dir, options.dtype, options.max_layers, device)?;
-                let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), &config.eos_token_ids)?;
+                let tokenizer = TextTokenizer::from_hf_dir(dir, &config.eos_token_ids)?;
                 Ok(Self { model, config, tokenizer })
             }
         }
     }
 
-    /// Writes an HF folder: model.safetensors, config.json, tokenizer.json, generation_config.json.
+    /// Only the tokenizer (and chat template) of a model source, without its weights.
+    pub fn load_tokenizer(source: &ModelSource) -> Result<TextTokenizer, ModelError> {
+        match source {
+            ModelSource::Default => Self::load_tokenizer(&ModelSource::Gguf(fetch::ensure_default_model()?)),
+            ModelSource::Gguf(path) => Ok(TextTokenizer::from_gguf(&gguf::Gguf::open(path).map_err(LoadError::from)?)?),
+            ModelSource::HfDir(dir) => {
+                let path = dir.join("config.json");
+                let text = std::fs::read_to_string(&path).map_err(|e| LoadError::file(&path, format!("cannot read: {e}")))?;
+                let config = ModelConfig::from_hf_json(&text, &path).map_err(|e| LoadError::file(&path, e))?;
+                Ok(TextTokenizer::from_hf_dir(dir, &config.eos_token_ids)?)
+            }
+        }
+    }
+
+    /// Writes a complete HF folder of the model in f32 (see [`export::hf`]).
     pub fn export(&self, dir: &Path) -> Result<(), LoadError> {
-        weights::export_hf(&self.model, &self.config, dir)?;
-        self.tokenizer.save(&dir.join("tokenizer.json"))?;
-        let generation = serde_json::json!({
-            "bos_token_id": self.config.bos_token_id,
-            "eos_token_id": self.tokenizer.eos_ids,
-            "pad_token_id": self.tokenizer.pad_id,
-        });
-        weights::write_file(&dir.join("generation_config.json"), &serde_json::to_vec_pretty(&generation).expect("json serialises"))
+        export::hf::write_folder(self, dir, export::hf::HfOptions::default())
     }
 
     /// Generates replies to chat prompts (one per prompt), decoded without special tokens;

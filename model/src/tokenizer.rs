@@ -1,9 +1,10 @@
-//! Text ↔ token ids, and the ChatML chat template.
+//! Text ↔ token ids, and the chat template that turns messages into a prompt.
 //!
 //! For a GGUF the tokenizer is rebuilt from its metadata (byte-level BPE from
 //! `tokenizer.ggml.tokens` and `.merges`, the CONTROL tokens as special); for an HF folder it
 //! is read from `tokenizer.json`.
 
+use crate::chat_template::ChatTemplate;
 use crate::gguf::{Gguf, Value};
 use crate::weights::LoadError;
 use std::path::Path;
@@ -15,13 +16,10 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, Tokenizer};
 
-/// SmolLM2's default system prompt, which its chat template adds when none is given.
-pub const SMOLLM_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
-
 /// ggml token type of control tokens.
 const CONTROL: i64 = 3;
 
-/// A tokenizer plus the chat template and the ids that end a turn.
+/// A tokenizer plus the model's chat template, its special tokens and the ids that end a turn.
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -29,8 +27,25 @@ pub struct TextTokenizer {
     pub eos_ids: Vec<u32>,
     /// Id used to pad batches (never attended to).
     pub pad_id: u32,
-    /// System prompt added when a chat has none (SmolLM2's template does this).
-    pub default_system: Option<String>,
+    /// The model's chat template (ChatML when the model has none).
+    pub chat_template: ChatTemplate,
+    /// The special tokens by role, as the model's files name them.
+    pub special: SpecialTokens,
+    /// llama.cpp's name for the pre-tokenizer (`tokenizer.ggml.pre`), when known.
+    pub gguf_pre: Option<String>,
+}
+
+/// The special-token strings transformers keeps in `tokenizer_config.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// Beginning of sequence.
+    pub bos: Option<String>,
+    /// End of sequence (of a turn, for chat models).
+    pub eos: Option<String>,
+    /// Padding.
+    pub pad: Option<String>,
+    /// Unknown.
+    pub unk: Option<String>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -56,7 +71,8 @@ impl Message {
 }
 
 impl TextTokenizer {
-    /// Rebuilds the tokenizer from GGUF metadata (`tokenizer.ggml.model = gpt2`).
+    /// Rebuilds the tokenizer from GGUF metadata (`tokenizer.ggml.model = gpt2`), with the
+    /// file's `tokenizer.chat_template`.
     pub fn from_gguf(g: &Gguf) -> Result<Self, LoadError> {
         let strings = |key: &str| -> Result<Vec<String>, LoadError> {
             let arr = g.get(key)?.as_array().ok_or_else(|| g.error(format!("{key} is not an array")))?;
@@ -88,26 +104,79 @@ impl TextTokenizer {
             .collect();
         inner.add_special_tokens(special).map_err(|e| g.error(format!("cannot add control tokens: {e}")))?;
         let id = |key: &str| g.metadata.get(key).and_then(Value::as_u64).map(|v| v as u32);
+        let token = |key: &str| id(key).and_then(|i| tokens.get(i as usize).cloned());
+        let special = SpecialTokens {
+            bos: token("tokenizer.ggml.bos_token_id"),
+            eos: token("tokenizer.ggml.eos_token_id"),
+            pad: token("tokenizer.ggml.padding_token_id"),
+            unk: token("tokenizer.ggml.unknown_token_id"),
+        };
+        let source = g.metadata.get("tokenizer.chat_template").and_then(Value::as_str);
+        let chat_template = Self::template(source, &special).map_err(|e| g.error(format!("tokenizer.chat_template: {e}")))?;
         let eos = id("tokenizer.ggml.eos_token_id");
         let mut eos_ids: Vec<u32> = eos.into_iter().collect();
         eos_ids.extend(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| inner.token_to_id(t)));
         eos_ids.dedup();
         let pad_id = id("tokenizer.ggml.padding_token_id").or(eos).unwrap_or(0);
-        let chatml = inner.token_to_id("<|im_start|>").is_some();
-        let default_system = (chatml && g.metadata.get("general.name").and_then(Value::as_str).is_some_and(|n| n.to_lowercase().contains("smollm")))
-            .then(|| SMOLLM_SYSTEM.to_string());
-        Ok(Self { inner, eos_ids, pad_id, default_system })
+        let gguf_pre = g.metadata.get("tokenizer.ggml.pre").and_then(Value::as_str).map(str::to_string);
+        Ok(Self { inner, eos_ids, pad_id, chat_template, special, gguf_pre })
     }
 
-    /// Loads `tokenizer.json` (HF folders); `eos_ids` from the model config.
-    pub fn from_file(path: &Path, eos_ids: &[u32]) -> Result<Self, LoadError> {
-        let inner = Tokenizer::from_file(path).map_err(|e| LoadError::file(path, format!("cannot read tokenizer: {e}")))?;
+    /// Loads an HF folder's tokenizer: `tokenizer.json`, with the chat template and special
+    /// tokens of `tokenizer_config.json` (or `chat_template.jinja`) when present; `eos_ids`
+    /// from the model config.
+    pub fn from_hf_dir(dir: &Path, eos_ids: &[u32]) -> Result<Self, LoadError> {
+        let path = dir.join("tokenizer.json");
+        let inner = Tokenizer::from_file(&path).map_err(|e| LoadError::file(&path, format!("cannot read tokenizer: {e}")))?;
+        let config_path = dir.join("tokenizer_config.json");
+        let config: HfTokenizerConfig = match std::fs::read_to_string(&config_path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| LoadError::file(&config_path, format!("line {}: {e}", e.line())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HfTokenizerConfig::default(),
+            Err(e) => return Err(LoadError::file(&config_path, format!("cannot read: {e}"))),
+        };
+        let special = SpecialTokens {
+            bos: config.bos_token.and_then(TokenString::into_content),
+            eos: config.eos_token.and_then(TokenString::into_content),
+            pad: config.pad_token.and_then(TokenString::into_content),
+            unk: config.unk_token.and_then(TokenString::into_content),
+        };
+        let jinja_path = dir.join("chat_template.jinja");
+        let (source, template_file) = match std::fs::read_to_string(&jinja_path) {
+            Ok(text) => (Some(text), jinja_path),
+            Err(_) => (config.chat_template.and_then(ChatTemplateField::into_default), config_path),
+        };
+        let chat_template = Self::template(source.as_deref(), &special).map_err(|e| LoadError::file(&template_file, e))?;
         let mut eos_ids = eos_ids.to_vec();
+        eos_ids.extend(special.eos.iter().filter_map(|t| inner.token_to_id(t)));
         eos_ids.extend(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| inner.token_to_id(t)));
         eos_ids.sort_unstable();
         eos_ids.dedup();
-        let pad_id = eos_ids.first().copied().unwrap_or(0);
-        Ok(Self { inner, eos_ids, pad_id, default_system: None })
+        let pad_id = special.pad.as_deref().and_then(|t| inner.token_to_id(t)).or(eos_ids.first().copied()).unwrap_or(0);
+        let gguf_pre = None;
+        Ok(Self { inner, eos_ids, pad_id, chat_template, special, gguf_pre })
+    }
+
+    /// The model's template, or ChatML when it has none.
+    fn template(source: Option<&str>, special: &SpecialTokens) -> Result<ChatTemplate, String> {
+        match source {
+            Some(source) => ChatTemplate::new(source, special.bos.as_deref().unwrap_or_default(), special.eos.as_deref().unwrap_or_default()),
+            None => Ok(ChatTemplate::chatml()),
+        }
+    }
+
+    /// The serialised `tokenizer.json`.
+    pub fn to_json(&self) -> Result<String, String> {
+        self.inner.to_string(false).map_err(|e| format!("cannot serialise the tokenizer: {e}"))
+    }
+
+    /// The string of a token id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The id of a token string.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 
     /// Writes `tokenizer.json`.
@@ -126,19 +195,62 @@ impl TextTokenizer {
         self.inner.decode(ids, skip_special).unwrap_or_default()
     }
 
-    /// ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message (the default system
-    /// prompt first when the chat has none), then `<|im_start|>assistant\n`.
+    /// The prompt of `messages` in the model's chat template, with the assistant's turn opened.
+    ///
+    /// The template was checked at load on the chat shapes selfemo renders (system + user,
+    /// user only), so a failure here is a template that rejects particular content.
     pub fn chat_prompt(&self, messages: &[Message]) -> String {
-        let mut out = String::new();
-        if let Some(system) = &self.default_system
-            && messages.first().is_none_or(|m| m.role != "system")
-        {
-            out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
+        self.chat_template.render(messages, true).unwrap_or_else(|e| panic!("the chat template rejected a chat it accepted at load: {e}"))
+    }
+}
+
+/// The fields of `tokenizer_config.json` selfemo reads.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HfTokenizerConfig {
+    chat_template: Option<ChatTemplateField>,
+    bos_token: Option<TokenString>,
+    eos_token: Option<TokenString>,
+    pad_token: Option<TokenString>,
+    unk_token: Option<TokenString>,
+}
+
+/// A special token as transformers writes it: a string or an `AddedToken` object.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum TokenString {
+    Plain(String),
+    Added { content: String },
+    Other(serde::de::IgnoredAny),
+}
+
+impl TokenString {
+    fn into_content(self) -> Option<String> {
+        match self {
+            TokenString::Plain(s) | TokenString::Added { content: s } => Some(s),
+            TokenString::Other(_) => None,
         }
-        for m in messages {
-            out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
+    }
+}
+
+/// `chat_template`: one template, or named ones (the `default` is used).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum ChatTemplateField {
+    One(String),
+    Named(Vec<NamedTemplate>),
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NamedTemplate {
+    name: String,
+    template: String,
+}
+
+impl ChatTemplateField {
+    fn into_default(self) -> Option<String> {
+        match self {
+            ChatTemplateField::One(s) => Some(s),
+            ChatTemplateField::Named(list) => list.into_iter().find(|t| t.name == "default").map(|t| t.template),
         }
-        out.push_str("<|im_start|>assistant\n");
-        out
     }
 }

@@ -1,12 +1,11 @@
-//! Building a [`CausalLm`] from named tensors (GGUF or HF safetensors) and exporting one as an
-//! HF folder. Names are the HF keys; a GGUF is read through its llama.cpp names.
+//! Building a [`CausalLm`] from named tensors (GGUF or HF safetensors). Names are the HF keys;
+//! a GGUF is read through its llama.cpp names.
 
 use crate::config::{Architecture, ModelConfig};
 use crate::gguf::{Gguf, unpermute_rows};
 use crate::layers::{Attention, DecoderLayer, Mlp, Proj, RmsNorm};
 use crate::model::{CausalLm, Decoder, Embedding};
-use burn::module::{Module, Param};
-use burn::store::ModuleSnapshot;
+use burn::module::Param;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +147,7 @@ pub fn gguf_config(g: &Gguf) -> Result<ModelConfig, LoadError> {
 }
 
 /// The llama.cpp name of an HF tensor name, and whether its rows need un-permuting (Q, K of llama).
-fn gguf_name(hf: &str) -> Option<(String, bool)> {
+pub(crate) fn gguf_name(hf: &str) -> Option<(String, bool)> {
     let fixed = match hf {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),
@@ -245,33 +244,6 @@ fn to_f32(dtype: safetensors::Dtype, raw: &[u8]) -> Result<Vec<f32>, String> {
         safetensors::Dtype::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         other => return Err(format!("dtype {other:?} is not a float type selfemo loads (F32, BF16, F16)")),
     })
-}
-
-/// Writes `model.safetensors` (HF keys, `[out, in]`, f32 or bf16 as the params are) and
-/// `config.json` into `dir`, each through a temporary file and a rename. LoRA adapters are
-/// merged into their weights first, so the folder is a plain dense checkpoint.
-pub fn export_hf(model: &CausalLm, config: &ModelConfig, dir: &Path) -> Result<(), LoadError> {
-    std::fs::create_dir_all(dir).map_err(|e| LoadError::file(dir, format!("cannot create: {e}")))?;
-    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for t in model.clone().materialize().collect(None, None, true) {
-        let (name, dtype, shape, _, bytes) = t.into_parts().map_err(|e| LoadError::file(dir, format!("cannot read a parameter: {e:?}")))?;
-        let st_dtype = match dtype {
-            DType::F32 => safetensors::Dtype::F32,
-            DType::BF16 => safetensors::Dtype::BF16,
-            DType::F16 => safetensors::Dtype::F16,
-            other => return Err(LoadError::file(dir, format!("{name}: cannot export dtype {other:?}"))),
-        };
-        tensors.push((name, st_dtype, shape.to_vec(), bytes.to_vec()));
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).map_err(|e| LoadError::file(dir, format!("{n}: {e}")))?)))
-        .collect::<Result<_, LoadError>>()?;
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes = safetensors::serialize(views, metadata).map_err(|e| LoadError::file(dir, format!("cannot serialise: {e}")))?;
-    write_file(&dir.join("model.safetensors"), &bytes)?;
-    let config_json = serde_json::to_vec_pretty(&config.to_hf_json()).expect("json values serialise");
-    write_file(&dir.join("config.json"), &config_json)
 }
 
 /// Writes a file through a temporary sibling, fsync and a rename, so a crash never leaves a

@@ -77,21 +77,3 @@ fn default_model_matches_the_reference() {
     assert_eq!(text, "The capital of France is Paris.");
     assert!(g.finished);
 }
-
-#[test]
-fn export_then_reimport_gives_identical_logits() {
-    let Some(path) = default_model() else { return };
-    let opts = LoadOptions { max_layers: Some(2), ..Default::default() };
-    let m = LoadedModel::load(&ModelSource::Gguf(path), opts, &Device::flex()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    m.export(dir.path()).unwrap();
-    for f in ["model.safetensors", "config.json", "tokenizer.json", "generation_config.json"] {
-        assert!(dir.path().join(f).is_file(), "{f}");
-    }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["architectures"][0], "LlamaForCausalLM");
-    let back = LoadedModel::load(&ModelSource::HfDir(dir.path().to_path_buf()), LoadOptions::default(), &Device::flex()).unwrap();
-    let ids = m.tokenizer.encode("Joey: How you doin'?");
-    assert_eq!(back.tokenizer.encode("Joey: How you doin'?"), ids);
-    assert_eq!(logits_at(&m, &ids), logits_at(&back, &ids), "bit-identical logits after the round trip");
-}

@@ -5,7 +5,8 @@ mod common;
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use common::*;
-use selfemo_model::weights::{export_hf, load_hf};
+use selfemo_model::export::hf::{HfOptions, write_model};
+use selfemo_model::weights::load_hf;
 use selfemo_model::{CausalLm, SamplingConfig, generate};
 
 fn logits(model: &CausalLm, rows: &[Vec<u32>]) -> Vec<f64> {
@@ -28,7 +29,7 @@ fn check(name: &str) {
     assert_eq!(greedy[0].tokens, ids(&expected["greedy_8_from_first"]), "{name}: greedy");
 
     let out = tempfile::tempdir().unwrap();
-    export_hf(&model, &config, out.path()).unwrap();
+    write_model(&model, &config, out.path(), HfOptions::default()).unwrap();
     let (back, back_config) = load_hf(out.path(), DType::F32, None, &Device::flex()).unwrap();
     assert_eq!(back_config, config);
     assert_eq!(logits(&back, &rows), got, "{name}: export round trip");

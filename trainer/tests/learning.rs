@@ -205,7 +205,7 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
     assert_eq!(logits(&restored), logits(&model), "adapters restored from the checkpoint");
 
     let dir = tempfile::tempdir().unwrap();
-    selfemo_model::weights::export_hf(&model.valid(), &config, dir.path()).unwrap();
+    selfemo_model::export::hf::write_model(&model.valid(), &config, dir.path(), Default::default()).unwrap();
     let (back, _) = selfemo_model::weights::load_hf(dir.path(), burn::tensor::DType::F32, None, &Device::flex()).unwrap();
     let (a, b) = (logits(&model), back.forward_logits(ids()).into_data().try_to_vec::<f32>().unwrap());
     let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
