@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 /// Options of `selfemo export`.
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A run folder (its `best/` unless --checkpoint final), an HF folder (a run's `best/` or
-    /// `final/`), a .gguf file, or `default`.
+    /// A run folder (its `best/` unless --checkpoint final), a checkpoint of one
+    /// (`<run>/checkpoints/step-N`), an HF folder, a .gguf file, or `default`.
     pub source: String,
     /// `hf` (a folder transformers and vLLM load) or `gguf` (one file llama.cpp loads).
     #[arg(long, value_enum)]
@@ -61,8 +61,10 @@ struct Provenance {
     base_model: String,
     /// Its licence (an SPDX-like id), when known.
     license: Option<String>,
-    /// The run that trained it, when the source is a run folder.
+    /// The run that trained it, when the source is a run folder or one of its checkpoints.
     run: Option<RunRecord>,
+    /// Which of the run's models (`best/`, `final/`, `checkpoint …`).
+    stage: String,
 }
 
 /// A run folder's config and test scores.
@@ -82,18 +84,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if args.out.exists() && !args.force {
         bail!("{} exists (pass --force to replace it)", args.out.display());
     }
-    let (model_source, provenance) = resolve(&args.source, args.checkpoint)?;
-    let mut loaded =
-        LoadedModel::load(&model_source, LoadOptions::default(), &burn::tensor::Device::flex()).with_context(|| format!("loading {}", args.source))?;
-    // Run folders written before exports carried tokenizer_config.json: the template and
-    // special tokens the run prompted with are its base model's.
-    if let (Some(run), ModelSource::HfDir(dir)) = (&provenance.run, &model_source)
-        && !dir.join("tokenizer_config.json").is_file()
-    {
-        let base = ModelSource::parse(&run.config.model.source);
-        loaded.tokenizer =
-            LoadedModel::load_tokenizer(&base).with_context(|| format!("loading the tokenizer of the run's base model {}", run.config.model.source))?;
-    }
+    let (loaded, provenance) = load_source(&args.source, args.checkpoint)?;
     let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let name = args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "export".into());
@@ -130,10 +121,26 @@ fn replace(tmp: &Path, out: &Path, force: bool) -> Result<()> {
     std::fs::rename(tmp, out).with_context(|| format!("moving the export to {}", out.display()))
 }
 
-/// The model to load and where it comes from. A folder with `config.toml` is a run folder; a
-/// folder with `config.json` an HF folder; anything else a `--model` source.
-fn resolve(source: &str, checkpoint: Checkpoint) -> Result<(ModelSource, Provenance)> {
+/// The model and where it comes from. A folder with `model.bpk` is a trainer checkpoint
+/// (`<run>/checkpoints/step-N`); a folder with `config.toml` a run folder; a folder with
+/// `config.json` an HF folder; anything else a `--model` source.
+fn load_source(source: &str, checkpoint: Checkpoint) -> Result<(LoadedModel, Provenance)> {
     let path = Path::new(source);
+    let device = burn::tensor::Device::flex();
+    if path.join("model.bpk").is_file() {
+        let run_dir = path.parent().and_then(Path::parent).filter(|r| r.join("config.toml").is_file());
+        let run_dir = run_dir
+            .with_context(|| format!("{}: a checkpoint is read in its run folder (<run>/checkpoints/step-N, beside <run>/config.toml)", path.display()))?;
+        let run = run_record(run_dir, None)?;
+        let c = &run.config;
+        let options = LoadOptions { max_layers: (c.model.max_layers > 0).then_some(c.model.max_layers), ..Default::default() };
+        let mut base = LoadedModel::load(&ModelSource::parse(&c.model.source), options, &device)
+            .with_context(|| format!("loading the run's base model {}", c.model.source))?;
+        let structured = selfemo_trainer::trainable::apply_trainable(base.model, &c.model.trainable, c.seed);
+        base.model = selfemo_trainer::checkpoint::load_weights(path, structured)?;
+        let (base_model, license) = base_of(&c.model.source);
+        return Ok((base, Provenance { base_model, license, run: Some(run), stage: format!("checkpoint {}", path.display()) }));
+    }
     if path.join("config.toml").is_file() {
         let sub = match checkpoint {
             Checkpoint::Best => "best",
@@ -145,23 +152,40 @@ fn resolve(source: &str, checkpoint: Checkpoint) -> Result<(ModelSource, Provena
                 bail!("{}: no {sub}/{file}: the run has not exported this model (is it still running, or was it stopped early?)", path.display());
             }
         }
-        let config_file = path.join("config.toml");
-        let config_text = std::fs::read_to_string(&config_file).with_context(|| format!("reading {}", config_file.display()))?;
-        let config = RunConfig::load(&config_file).map_err(anyhow::Error::msg)?;
-        let test_file = path.join("test.json");
-        let test = match std::fs::read_to_string(&test_file) {
-            Ok(text) => Some(serde_json::from_str(&text).with_context(|| format!("reading {}", test_file.display()))?),
-            Err(_) => None,
-        };
-        let (base_model, license) = base_of(&config.model.source);
-        let run = RunRecord { folder: path.to_path_buf(), config_text, config, test };
-        return Ok((ModelSource::HfDir(dir), Provenance { base_model, license, run: Some(run) }));
+        let run = run_record(path, Some(&path.join("test.json")))?;
+        let mut loaded =
+            LoadedModel::load(&ModelSource::HfDir(dir.clone()), LoadOptions::default(), &device).with_context(|| format!("loading {}", dir.display()))?;
+        // Run folders written before exports carried tokenizer_config.json: the template and
+        // special tokens the run prompted with are its base model's.
+        if !dir.join("tokenizer_config.json").is_file() {
+            let base = ModelSource::parse(&run.config.model.source);
+            loaded.tokenizer =
+                LoadedModel::load_tokenizer(&base).with_context(|| format!("loading the tokenizer of the run's base model {}", run.config.model.source))?;
+        }
+        let (base_model, license) = base_of(&run.config.model.source);
+        return Ok((loaded, Provenance { base_model, license, run: Some(run), stage: format!("{sub}/") }));
     }
     if path.is_dir() && !path.join("config.json").is_file() {
-        bail!("{}: neither a run folder (config.toml) nor an HF folder (config.json)", path.display());
+        bail!("{}: neither a run folder (config.toml), a checkpoint (model.bpk) nor an HF folder (config.json)", path.display());
     }
+    let loaded = LoadedModel::load(&ModelSource::parse(source), LoadOptions::default(), &device).with_context(|| format!("loading {source}"))?;
     let (base_model, license) = base_of(source);
-    Ok((ModelSource::parse(source), Provenance { base_model, license, run: None }))
+    Ok((loaded, Provenance { base_model, license, run: None, stage: String::new() }))
+}
+
+/// A run folder's config, and its test scores when `test_file` is given and present.
+fn run_record(folder: &Path, test_file: Option<&Path>) -> Result<RunRecord> {
+    let config_file = folder.join("config.toml");
+    let config_text = std::fs::read_to_string(&config_file).with_context(|| format!("reading {}", config_file.display()))?;
+    let config = RunConfig::load(&config_file).map_err(anyhow::Error::msg)?;
+    let test = match test_file {
+        Some(file) if file.is_file() => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?)
+        }
+        _ => None,
+    };
+    Ok(RunRecord { folder: folder.to_path_buf(), config_text, config, test })
 }
 
 /// The base model's name and licence for a `--model` source: the embedded default is
@@ -195,7 +219,7 @@ fn model_card(p: &Provenance, m: &LoadedModel, dtype: ExportDtype) -> String {
     match &p.run {
         None => card += "Not trained by a selfemo run: the weights are the source model's.\n\n",
         Some(run) => {
-            card += &format!("## Training\n\nRun folder `{}`, dataset {}.\n\n", run.folder.display(), run.config.data.dataset.name());
+            card += &format!("## Training\n\nRun folder `{}` ({}), dataset {}.\n\n", run.folder.display(), p.stage, run.config.data.dataset.name());
             if let Some(test) = &run.test {
                 card += &format!(
                     "## Test scores ({}, the best-dev model)\n\n| mode | targets | accuracy | weighted F1 | macro F1 |\n| --- | --- | --- | --- | --- |\n",

@@ -87,8 +87,7 @@ fn check_real_clients(python: &Path, source: &LoadedModel, hf_dir: &Path, gguf: 
 fn a_trained_run_exports_as_folders_and_files_that_load_back_and_that_real_clients_read() {
     let dir = tempfile::tempdir().unwrap();
     let Some(mut c) = common::config(dir.path(), "exported") else { return };
-    c.grpo.max_steps = 0;
-    c.warm_start.steps = 3;
+    (c.grpo.max_steps, c.grpo.save_steps, c.warm_start.steps) = (2, 2, 3);
     let run = selfemo_trainer::run::train(&c, Default::default()).unwrap().run_dir;
     let out = dir.path().join("out");
     let (hf_dir, gguf) = (out.join("hf"), out.join("run.gguf"));
@@ -115,6 +114,11 @@ fn a_trained_run_exports_as_folders_and_files_that_load_back_and_that_real_clien
     if let Some(python) = client_python() {
         check_real_clients(&python, &source, &hf_dir, &gguf);
     }
+
+    // A trainer checkpoint exports the model it holds: the last one is the run's final model.
+    let from_checkpoint = out.join("step-2");
+    export(&run.join("checkpoints/step-2"), "hf", "f32", &from_checkpoint);
+    assert_eq!(last_logits(&load(ModelSource::HfDir(from_checkpoint)), &ids), last_logits(&load(ModelSource::HfDir(run.join("final"))), &ids));
 
     // A run folder from before exports carried tokenizer_config.json gets its base model's template.
     std::fs::remove_file(run.join("best/tokenizer_config.json")).unwrap();
@@ -161,7 +165,11 @@ fn bad_exports_say_what_is_wrong_and_leave_nothing_behind() {
     let run = dir.path().join("run");
     std::fs::create_dir_all(run.join("best")).unwrap();
     std::fs::write(run.join("config.toml"), "name = \"half\"\n").unwrap();
-    let cases: [(Vec<&str>, &str); 6] = [
+    let stray = dir.path().join("stray-checkpoint");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("model.bpk"), "").unwrap();
+    let cases: [(Vec<&str>, &str); 7] = [
+        (vec!["export", stray.to_str().unwrap(), "--format", "hf"], "a checkpoint is read in its run folder"),
         (vec!["export", "no-such-run", "--format", "hf"], "no-such-run"),
         (vec!["export", run.to_str().unwrap(), "--format", "hf"], "no best/config.json"),
         (vec!["export", run.to_str().unwrap(), "--format", "gguf", "--checkpoint", "final"], "no final/config.json"),

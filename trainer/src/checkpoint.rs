@@ -58,16 +58,23 @@ pub fn latest(run_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Restores model weights (and ParamIds), optimiser state and [`State`] from `dir`.
-pub fn load(dir: &Path, mut model: CausalLm, optim: ModuleOptimizer) -> Result<(CausalLm, ModuleOptimizer, State)> {
+pub fn load(dir: &Path, model: CausalLm, optim: ModuleOptimizer) -> Result<(CausalLm, ModuleOptimizer, State)> {
+    let model = load_weights(dir, model)?;
+    let optim = optim.load(dir.join("optimizer.bpk")).at(&dir.join("optimizer.bpk"))?;
+    let path = dir.join("state.json");
+    let state: State = serde_json::from_slice(&std::fs::read(&path).at(&path)?).at(&path)?;
+    Ok((model, optim, state))
+}
+
+/// Restores only the model weights of the checkpoint in `dir` into `model`, which must have the
+/// run's structure (the same trainable set: LoRA adapters included).
+pub fn load_weights(dir: &Path, mut model: CausalLm) -> Result<CausalLm> {
     let weights = dir.join("model.bpk");
     let result = model.load_from(&mut BurnpackStore::from_file(&weights)).at(&weights)?;
     if !result.missing.is_empty() {
         return Err(TrainError::File { path: weights, message: format!("the checkpoint lacks {:?}", result.missing) });
     }
-    let optim = optim.load(dir.join("optimizer.bpk")).at(&dir.join("optimizer.bpk"))?;
-    let path = dir.join("state.json");
-    let state: State = serde_json::from_slice(&std::fs::read(&path).at(&path)?).at(&path)?;
-    Ok((model, optim, state))
+    Ok(model)
 }
 
 /// The frozen KL reference of the run in `run_dir`: at step 0, `policy` as it is (after any
