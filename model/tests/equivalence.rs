@@ -1,8 +1,11 @@
 //! Equivalences on a tiny random model: cached = recomputed, batched = one by one,
 //! sampling-time log-probs = training-time log-probs, and gradients reach every parameter.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
+use common::test_device;
 use selfemo_model::generate::{left_pad, prefill_padded, prefill_shared};
 use selfemo_model::model::DECODE_SLACK;
 use selfemo_model::{Architecture, CausalLm, KvCache, ModelConfig, SamplingConfig, completion_logprobs, generate};
@@ -21,16 +24,16 @@ fn prompts() -> Vec<Vec<u32>> {
 fn cached_decoding_equals_full_recomputation_on_a_ragged_batch() {
     let steps = 2 * DECODE_SLACK + 3;
     for arch in [Architecture::Llama, Architecture::Qwen3] {
-        let model = CausalLm::random(&ModelConfig::tiny(arch), 1, &Device::flex());
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 1, &test_device());
         let rows = prompts();
         let continuation: Vec<Vec<u32>> = (0..3).map(|r| (0..steps).map(|i| ((12 + 7 * i + r) % 96) as u32).collect()).collect();
-        let (ids, valid) = left_pad(&rows, 0, &Device::flex());
+        let (ids, valid) = left_pad(&rows, 0, &test_device());
         let mut cache = KvCache::new(model.num_layers(), rows.len());
         model.hidden(ids, &valid, Some(&mut cache), None);
         let mut capacities = vec![cache.capacity];
         for step in 0..steps {
             let next: Vec<i64> = continuation.iter().map(|c| c[step] as i64).collect();
-            let x = Tensor::<2, Int>::from_data(TensorData::new(next, [3, 1]), &Device::flex());
+            let x = Tensor::<2, Int>::from_data(TensorData::new(next, [3, 1]), &test_device());
             let h = model.hidden(x, &vec![vec![true]; 3], Some(&mut cache), None);
             assert!(cache.capacity >= cache.len());
             capacities.push(cache.capacity);
@@ -38,7 +41,7 @@ fn cached_decoding_equals_full_recomputation_on_a_ragged_batch() {
             for (r, row) in rows.iter().enumerate() {
                 let full: Vec<u32> = row.iter().chain(&continuation[r][..=step]).copied().collect();
                 let t = full.len();
-                let x = Tensor::<2, Int>::from_data(TensorData::new(full.iter().map(|v| *v as i64).collect(), [1, t]), &Device::flex());
+                let x = Tensor::<2, Int>::from_data(TensorData::new(full.iter().map(|v| *v as i64).collect(), [1, t]), &test_device());
                 let all = model.forward_logits(x);
                 let last: Vec<f32> = all.slice([0..1, t - 1..t, 0..96]).into_data().try_to_vec().unwrap();
                 let got = &cached[r * 96..(r + 1) * 96];
@@ -53,7 +56,7 @@ fn cached_decoding_equals_full_recomputation_on_a_ragged_batch() {
 
 #[test]
 fn batched_greedy_equals_one_by_one() {
-    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Qwen3), 2, &Device::flex());
+    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Qwen3), 2, &test_device());
     let cfg = SamplingConfig::greedy(6);
     let batched = generate(&model, &prompts(), &cfg, &[0, 0, 0], &[], 0, None);
     for (r, p) in prompts().iter().enumerate() {
@@ -76,7 +79,7 @@ fn overlapping_prompts() -> Vec<Vec<u32>> {
 #[test]
 fn shared_prefill_equals_padded_prefill_and_decodes_the_same() {
     for arch in [Architecture::Llama, Architecture::Qwen3] {
-        let model = CausalLm::random(&ModelConfig::tiny(arch), 4, &Device::flex());
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 4, &test_device());
         for rows in [overlapping_prompts(), prompts(), vec![vec![5, 6, 7]; 3]] {
             let (mut shared, a) = prefill_shared(&model, &rows);
             let (mut padded, b) = prefill_padded(&model, &rows, 0, None);
@@ -86,7 +89,7 @@ fn shared_prefill_equals_padded_prefill_and_decodes_the_same() {
             // the caches hold the same keys: two decoding steps agree
             let n = rows.len();
             let step = |cache: &mut KvCache, token: i64| {
-                let x = Tensor::<2, Int>::from_data(TensorData::new(vec![token; n], [n, 1]), &Device::flex());
+                let x = Tensor::<2, Int>::from_data(TensorData::new(vec![token; n], [n, 1]), &test_device());
                 to_vec(model.logits(model.hidden(x, &vec![vec![true]; n], Some(cache), None).reshape([n, 32])))
             };
             for token in [12, 13] {
@@ -100,7 +103,7 @@ fn shared_prefill_equals_padded_prefill_and_decodes_the_same() {
 
 #[test]
 fn greedy_generation_of_overlapping_prompts_equals_one_by_one() {
-    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 5, &Device::flex());
+    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 5, &test_device());
     let cfg = SamplingConfig::greedy(5);
     let rows = overlapping_prompts();
     let batched = generate(&model, &rows, &cfg, &vec![0; rows.len()], &[], 0, None);
@@ -114,7 +117,7 @@ fn greedy_generation_of_overlapping_prompts_equals_one_by_one() {
 
 #[test]
 fn sampling_is_seeded_per_row_and_stops_at_eos() {
-    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 3, &Device::flex());
+    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 3, &test_device());
     let cfg = SamplingConfig { temperature: 1.5, max_new_tokens: 12, ..Default::default() };
     let a = generate(&model, &prompts(), &cfg, &[5, 6, 7], &[], 0, None);
     let b = generate(&model, &prompts()[1..2], &cfg, &[6], &[], 0, None);
@@ -128,7 +131,7 @@ fn sampling_is_seeded_per_row_and_stops_at_eos() {
 
 #[test]
 fn autodiff_logprobs_equal_sampling_logprobs_and_gradients_reach_every_parameter() {
-    let device = Device::flex().autodiff();
+    let device = test_device().autodiff();
     let model = CausalLm::random(&ModelConfig::tiny(Architecture::Qwen3), 4, &device);
     let cfg = SamplingConfig { temperature: 0.7, top_p: 0.9, max_new_tokens: 8, ..Default::default() };
     let rollout = model.valid();
@@ -160,23 +163,23 @@ fn autodiff_logprobs_equal_sampling_logprobs_and_gradients_reach_every_parameter
 
 #[test]
 fn steering_with_zero_vectors_is_bit_identical_and_touches_only_the_last_position() {
-    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 6, &Device::flex());
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81], [1, 4]), &Device::flex());
+    let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 6, &test_device());
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81], [1, 4]), &test_device());
     let valid = vec![vec![true; 4]];
     let plain: Vec<f32> = model.hidden(ids.clone(), &valid, None, None).into_data().try_to_vec().unwrap();
-    let zeros: Vec<Tensor<2>> = (0..2).map(|_| Tensor::zeros([1, 32], &Device::flex())).collect();
+    let zeros: Vec<Tensor<2>> = (0..2).map(|_| Tensor::zeros([1, 32], &test_device())).collect();
     let steered_zero: Vec<f32> = model.hidden(ids.clone(), &valid, None, Some(&zeros)).into_data().try_to_vec().unwrap();
     assert_eq!(plain, steered_zero, "alpha = 0 is exactly no steering");
-    let push: Vec<Tensor<2>> = (0..2).map(|_| Tensor::ones([1, 32], &Device::flex()) * 0.5).collect();
+    let push: Vec<Tensor<2>> = (0..2).map(|_| Tensor::ones([1, 32], &test_device()) * 0.5).collect();
     let steered: Vec<f32> = model.hidden(ids, &valid, None, Some(&push)).into_data().try_to_vec().unwrap();
     assert_eq!(plain[..3 * 32], steered[..3 * 32], "earlier positions are untouched");
     assert!(plain[3 * 32..].iter().zip(&steered[3 * 32..]).any(|(a, b)| (a - b).abs() > 1e-3), "the last position moves");
 
     // One vector per row: a batch of the same prompt, row 0 unsteered, row 1 pushed, equals
     // each run alone.
-    let both = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81, 3, 9, 27, 81], [2, 4]), &Device::flex());
+    let both = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9, 27, 81, 3, 9, 27, 81], [2, 4]), &test_device());
     let per_row: Vec<Tensor<2>> =
-        (0..2).map(|_| Tensor::cat(vec![Tensor::zeros([1, 32], &Device::flex()), Tensor::ones([1, 32], &Device::flex()) * 0.5], 0)).collect();
+        (0..2).map(|_| Tensor::cat(vec![Tensor::zeros([1, 32], &test_device()), Tensor::ones([1, 32], &test_device()) * 0.5], 0)).collect();
     let rows: Vec<f32> = model.hidden(both, &[vec![true; 4], vec![true; 4]], None, Some(&per_row)).into_data().try_to_vec().unwrap();
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
     assert!(close(&rows[..4 * 32], &plain), "row 0 is unsteered");
@@ -189,7 +192,7 @@ fn steering_with_zero_vectors_is_bit_identical_and_touches_only_the_last_positio
 fn tree_completion_logprobs_equal_the_padded_ones() {
     use selfemo_model::completion_logprobs_tree;
     for arch in [Architecture::Llama, Architecture::Qwen3] {
-        let model = CausalLm::random(&ModelConfig::tiny(arch), 4, &Device::flex());
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 4, &test_device());
         let prompts = vec![vec![3, 17, 42, 5], vec![3, 17, 42, 5], vec![3, 17, 42, 5, 9], vec![90, 1], vec![3, 17, 42, 5]];
         let completions = vec![vec![7, 8, 9], vec![7, 10], vec![11], vec![12, 13, 14, 15], vec![7, 8, 9]];
         let padded: Vec<f32> = completion_logprobs(&model, &prompts, &completions, 0, 0.7).into_data().try_to_vec().unwrap();

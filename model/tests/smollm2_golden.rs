@@ -3,12 +3,12 @@
 
 mod common;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 use selfemo_model::{LoadOptions, LoadedModel, Message, ModelSource, SamplingConfig, completion_logprobs, generate};
 
 fn logits_at(m: &LoadedModel, ids: &[u32]) -> Vec<Vec<f64>> {
-    let t = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|x| *x as i64).collect(), [1, ids.len()]), &Device::flex());
+    let t = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|x| *x as i64).collect(), [1, ids.len()]), &test_device());
     let logits = m.model.forward_logits(t);
     let v = logits.dims()[2];
     let flat: Vec<f32> = logits.into_data().try_to_vec().unwrap();
@@ -18,7 +18,7 @@ fn logits_at(m: &LoadedModel, ids: &[u32]) -> Vec<Vec<f64>> {
 #[test]
 fn default_model_matches_the_reference() {
     let Some(path) = default_model() else { return };
-    let m = LoadedModel::load(&ModelSource::Gguf(path), LoadOptions::default(), &Device::flex()).unwrap();
+    let m = LoadedModel::load(&ModelSource::Gguf(path), LoadOptions::default(), &test_device()).unwrap();
     assert_eq!(m.config.num_hidden_layers, 30);
     assert_eq!((m.config.num_attention_heads, m.config.num_key_value_heads, m.config.head_dim), (9, 3, 64));
     assert!(m.config.tie_word_embeddings);

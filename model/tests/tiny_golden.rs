@@ -3,7 +3,7 @@
 
 mod common;
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use common::*;
 use selfemo_model::export::hf::{HfOptions, write_model};
 use selfemo_model::weights::load_hf;
@@ -12,13 +12,13 @@ use selfemo_model::{CausalLm, SamplingConfig, generate};
 fn logits(model: &CausalLm, rows: &[Vec<u32>]) -> Vec<f64> {
     let (b, t) = (rows.len(), rows[0].len());
     let ids: Vec<i64> = rows.iter().flatten().map(|x| *x as i64).collect();
-    let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &Device::flex());
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &test_device());
     model.forward_logits(x).into_data().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
 }
 
 fn check(name: &str) {
     let dir = golden(name);
-    let (model, config) = load_hf(&dir, DType::F32, None, &Device::flex()).unwrap();
+    let (model, config) = load_hf(&dir, DType::F32, None, &test_device()).unwrap();
     let expected = golden_json(&format!("{name}/expected.json"));
     let rows: Vec<Vec<u32>> = expected["input_ids"].as_array().unwrap().iter().map(ids).collect();
     let want: Vec<f64> = expected["logits"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().flat_map(floats)).collect();
@@ -30,7 +30,7 @@ fn check(name: &str) {
 
     let out = tempfile::tempdir().unwrap();
     write_model(&model, &config, out.path(), HfOptions::default()).unwrap();
-    let (back, back_config) = load_hf(out.path(), DType::F32, None, &Device::flex()).unwrap();
+    let (back, back_config) = load_hf(out.path(), DType::F32, None, &test_device()).unwrap();
     assert_eq!(back_config, config);
     assert_eq!(logits(&back, &rows), got, "{name}: export round trip");
 }
@@ -47,7 +47,7 @@ fn llama_tiny_matches_transformers() {
 
 #[test]
 fn bf16_loading_keeps_bf16_parameters() {
-    let (model, _) = load_hf(&golden("qwen3-tiny"), DType::BF16, Some(1), &Device::flex()).unwrap();
+    let (model, _) = load_hf(&golden("qwen3-tiny"), DType::BF16, Some(1), &test_device()).unwrap();
     assert_eq!(model.model.layers[0].mlp.up_proj.weight.val().dtype(), DType::BF16);
     assert_eq!(model.num_layers(), 1);
 }

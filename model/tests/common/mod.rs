@@ -1,7 +1,15 @@
 //! Helpers shared by the model tests.
 #![allow(dead_code)]
 
+use burn::tensor::Device;
 use std::path::PathBuf;
+
+/// The device the model tests run on: `$SELFEMO_TEST_DEVICE` (`cuda:0`, `wgpu`, in a build with
+/// that feature: scripts/gpu-check), else the CPU.
+pub fn test_device() -> Device {
+    let name = std::env::var("SELFEMO_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    selfemo_model::parse_device(&name).unwrap_or_else(|e| panic!("SELFEMO_TEST_DEVICE: {e}"))
+}
 
 /// The default model's GGUF (see [`selfemo_model::fetch::default_model_for_tests`]).
 pub fn default_model() -> Option<PathBuf> {
