@@ -1,7 +1,7 @@
 //! `selfemo plot dev-curves RUN...`: the dev curves of several runs on one chart.
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use selfemo_trainer::evaluation::read_dev_curve;
 use selfemo_trainer::run_dir::{DevMetric, plot_dev_comparison};
 use std::path::PathBuf;
@@ -15,20 +15,9 @@ pub struct DevCurvesArgs {
     /// The PNG to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// The dev score on the y axis.
-    #[arg(long, value_enum, default_value = "weighted-f1")]
-    pub metric: Metric,
-}
-
-/// A dev score to plot.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Metric {
-    /// Accuracy.
-    Accuracy,
-    /// Weighted F1.
-    WeightedF1,
-    /// Macro F1.
-    MacroF1,
+    /// The dev score on the y axis: accuracy, weighted-f1 or macro-f1.
+    #[arg(long, default_value = "weighted-f1")]
+    pub metric: DevMetric,
 }
 
 /// Reads every run's dev curve and draws them on one chart.
@@ -41,12 +30,7 @@ pub fn dev_curves(args: DevCurvesArgs) -> Result<()> {
             Ok((name, read_dev_curve(dir)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metric = match args.metric {
-        Metric::Accuracy => DevMetric::Accuracy,
-        Metric::WeightedF1 => DevMetric::WeightedF1,
-        Metric::MacroF1 => DevMetric::MacroF1,
-    };
-    plot_dev_comparison(&args.out, metric, &runs).with_context(|| format!("cannot plot {}", args.out.display()))?;
+    plot_dev_comparison(&args.out, args.metric, &runs).with_context(|| format!("cannot plot {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -34,6 +34,8 @@ fn plot_dev_curves_names_the_run_folder_without_a_curve() {
     let (ok, _, err) = selfemo(&["plot", "dev-curves", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(!ok && err.contains(&dir.path().join("dev_curve.jsonl").display().to_string()), "{err}");
     assert!(!out.exists());
+    let (ok, _, err) = selfemo(&["plot", "dev-curves", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap(), "--metric", "f1"]);
+    assert!(!ok && err.contains("unknown metric \"f1\" (accuracy, weighted-f1, macro-f1)"), "{err}");
 }
 
 #[test]

@@ -97,6 +97,19 @@ pub enum DevMetric {
     MacroF1,
 }
 
+impl std::str::FromStr for DevMetric {
+    type Err = String;
+    /// `accuracy`, `weighted-f1` or `macro-f1` (the command line's names).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "accuracy" => Self::Accuracy,
+            "weighted-f1" => Self::WeightedF1,
+            "macro-f1" => Self::MacroF1,
+            other => return Err(format!("unknown metric {other:?} (accuracy, weighted-f1, macro-f1)")),
+        })
+    }
+}
+
 impl DevMetric {
     /// The metric's name on the chart.
     pub fn name(self) -> &'static str {
