@@ -10,7 +10,7 @@ use selfemo_eval::recognition::{evaluate, label_scores, prompts, score_predictio
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
 use selfemo_trainer::config::RunConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How a prediction is made.
@@ -51,11 +51,28 @@ pub struct TargetArgs {
     pub device: String,
 }
 
+/// How an evaluation builds its prompts ([`TargetArgs::prompt_setup`]).
+pub(crate) struct PromptSetup {
+    /// The run config the prompts come from, if any.
+    pub(crate) run: Option<RunConfig>,
+    /// The recogniser template.
+    pub(crate) template: RecogniserPrompt,
+    /// Past turns shown.
+    pub(crate) window: usize,
+    /// Prompt token budget.
+    pub(crate) budget: usize,
+}
+
 impl TargetArgs {
-    /// The context window and token budget: given ones, else `run`'s, else 20 and 512.
-    pub(crate) fn window_and_budget(&self, run: Option<&RunConfig>) -> (usize, usize) {
-        let w = self.context_window.or(run.map(|r| r.data.context_window)).unwrap_or(20);
-        (w, self.max_prompt_tokens.or(run.map(|r| r.data.max_prompt_tokens)).unwrap_or(512))
+    /// The prompts' setup: the run config of `prompt_from` (when given), its recogniser
+    /// template (else the default one), and the context window and token budget (given ones,
+    /// else the run's, else 20 and 512).
+    pub(crate) fn prompt_setup(&self, prompt_from: Option<&Path>) -> Result<PromptSetup> {
+        let run = prompt_from.map(run_config).transpose()?;
+        let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
+        let window = self.context_window.or(run.as_ref().map(|r| r.data.context_window)).unwrap_or(20);
+        let budget = self.max_prompt_tokens.or(run.as_ref().map(|r| r.data.max_prompt_tokens)).unwrap_or(512);
+        Ok(PromptSetup { run, template, window, budget })
     }
 
     /// The model, on the chosen device.
@@ -109,9 +126,7 @@ pub struct EvalArgs {
 /// Evaluates and prints a table per dataset and the mean.
 pub fn run(args: EvalArgs) -> Result<()> {
     let t = &args.targets;
-    let run = args.prompt_from.as_deref().map(run_config).transpose()?;
-    let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
-    let (window, budget) = t.window_and_budget(run.as_ref());
+    let PromptSetup { run, template, window, budget } = t.prompt_setup(args.prompt_from.as_deref())?;
     let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     let (mut acc, mut wf1) = (Vec::new(), Vec::new());

@@ -1,10 +1,9 @@
 //! `selfemo probe`: a model's emotion judgements beyond accuracy. `hallucination` asks two
 //! yes/no questions per target (EmotionHallucer); `faithfulness` judges each rationale (ERV).
 
-use crate::eval::{TargetArgs, progress_bar, run_config};
+use crate::eval::{PromptSetup, TargetArgs, progress_bar};
 use anyhow::Result;
 use clap::Args;
-use selfemo_selfplay::RecogniserPrompt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,7 +26,7 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
     use selfemo_eval::hallucination::{probe, report};
     use selfemo_eval::label_scoring::ScoreLimits;
     let t = &args.targets;
-    let (window, budget) = t.window_and_budget(None);
+    let PromptSetup { window, budget, .. } = t.prompt_setup(None)?;
     let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
@@ -82,9 +81,7 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
     use selfemo_eval::faithfulness::{probe, report};
     use selfemo_selfplay::{RecognitionItem, ResponderPrompt, Roles};
     let t = &args.targets;
-    let run = args.prompt_from.as_deref().map(run_config).transpose()?;
-    let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
-    let (window, budget) = t.window_and_budget(run.as_ref());
+    let PromptSetup { template, window, budget, .. } = t.prompt_setup(args.prompt_from.as_deref())?;
     anyhow::ensure!(
         template.reply_prefix.trim_end().ends_with("<think>"),
         "the recogniser's reply prefix must end with <think> so it writes a rationale, got {:?}",
