@@ -249,11 +249,12 @@ pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Fly
     let losses = &outcome.losses;
     writeln!(
         s.events.borrow_mut(),
-        "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:?}",
+        "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:.4} -> {:.4}",
         losses.len(),
         examples.len(),
         k - 1,
-        losses.first().zip(losses.last())
+        losses.first().copied().unwrap_or(f64::NAN),
+        losses.last().copied().unwrap_or(f64::NAN)
     )
     .at(&s.run_dir.join("events.log"))?;
     Ok((model, outcome.seconds))
