@@ -107,9 +107,7 @@ impl LoadedModel {
                 Self::load(&ModelSource::Gguf(path), options, device)
             }
             ModelSource::Gguf(path) => {
-                let g = gguf::Gguf::open(path).map_err(LoadError::from)?;
-                let tokenizer = TextTokenizer::from_gguf(&g)?;
-                drop(g);
+                let tokenizer = Self::load_tokenizer(source)?;
                 let (model, config) = weights::load_gguf(path, options.max_layers, device)?;
                 Ok(Self { model, config, tokenizer })
             }
@@ -126,12 +124,7 @@ impl LoadedModel {
         match source {
             ModelSource::Default => Self::load_tokenizer(&ModelSource::Gguf(fetch::ensure_default_model()?)),
             ModelSource::Gguf(path) => Ok(TextTokenizer::from_gguf(&gguf::Gguf::open(path).map_err(LoadError::from)?)?),
-            ModelSource::HfDir(dir) => {
-                let path = dir.join("config.json");
-                let text = std::fs::read_to_string(&path).map_err(|e| LoadError::file(&path, format!("cannot read: {e}")))?;
-                let config = ModelConfig::from_hf_json(&text, &path).map_err(|e| LoadError::file(&path, e))?;
-                Ok(TextTokenizer::from_hf_dir(dir, &config.eos_token_ids)?)
-            }
+            ModelSource::HfDir(dir) => Ok(TextTokenizer::from_hf_dir(dir, &weights::read_hf_config(dir)?.eos_token_ids)?),
         }
     }
 

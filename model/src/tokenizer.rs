@@ -114,9 +114,7 @@ impl TextTokenizer {
         let source = g.metadata.get("tokenizer.chat_template").and_then(Value::as_str);
         let chat_template = Self::template(source, &special).map_err(|e| g.error(format!("tokenizer.chat_template: {e}")))?;
         let eos = id("tokenizer.ggml.eos_token_id");
-        let mut eos_ids: Vec<u32> = eos.into_iter().collect();
-        eos_ids.extend(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| inner.token_to_id(t)));
-        eos_ids.dedup();
+        let eos_ids = end_of_turn_ids(&inner, eos.into_iter());
         let pad_id = id("tokenizer.ggml.padding_token_id").or(eos).unwrap_or(0);
         let gguf_pre = g.metadata.get("tokenizer.ggml.pre").and_then(Value::as_str).map(str::to_string);
         Ok(Self { inner, eos_ids, pad_id, chat_template, special, gguf_pre })
@@ -146,11 +144,7 @@ impl TextTokenizer {
             Err(_) => (config.chat_template.and_then(ChatTemplateField::into_default), config_path),
         };
         let chat_template = Self::template(source.as_deref(), &special).map_err(|e| LoadError::file(&template_file, e))?;
-        let mut eos_ids = eos_ids.to_vec();
-        eos_ids.extend(special.eos.iter().filter_map(|t| inner.token_to_id(t)));
-        eos_ids.extend(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| inner.token_to_id(t)));
-        eos_ids.sort_unstable();
-        eos_ids.dedup();
+        let eos_ids = end_of_turn_ids(&inner, eos_ids.iter().copied().chain(special.eos.iter().filter_map(|t| inner.token_to_id(t))));
         let pad_id = special.pad.as_deref().and_then(|t| inner.token_to_id(t)).or(eos_ids.first().copied()).unwrap_or(0);
         let gguf_pre = None;
         Ok(Self { inner, eos_ids, pad_id, chat_template, special, gguf_pre })
@@ -181,7 +175,7 @@ impl TextTokenizer {
 
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<(), LoadError> {
-        let json = self.inner.to_string(true).map_err(|e| LoadError::file(path, format!("cannot serialise tokenizer: {e}")))?;
+        let json = self.to_json().map_err(|e| LoadError::file(path, e))?;
         crate::weights::write_file(path, json.as_bytes())
     }
 
@@ -202,6 +196,18 @@ impl TextTokenizer {
     pub fn chat_prompt(&self, messages: &[Message]) -> String {
         self.chat_template.render(messages, true).unwrap_or_else(|e| panic!("the chat template rejected a chat it accepted at load: {e}"))
     }
+}
+
+/// The ids that end a turn: the model's own (`declared`, first), then ChatML's `<|im_end|>` and
+/// `<|endoftext|>` where the vocabulary has them; each once, in that order.
+fn end_of_turn_ids(inner: &Tokenizer, declared: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut ids: Vec<u32> = Vec::new();
+    for id in declared.chain(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| inner.token_to_id(t))) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// The fields of `tokenizer_config.json` selfemo reads.

@@ -197,12 +197,17 @@ pub fn load_gguf(path: &Path, max_layers: Option<usize>, device: &Device) -> Res
     Ok((model, config))
 }
 
+/// The model config of an HF folder's `config.json`.
+pub fn read_hf_config(dir: &Path) -> Result<ModelConfig, LoadError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| LoadError::file(&path, format!("cannot read: {e}")))?;
+    ModelConfig::from_hf_json(&text, &path).map_err(|e| LoadError::file(&path, e))
+}
+
 /// Loads an HF folder: `config.json` and one or many `*.safetensors`. Float tensors become
 /// `dtype` (F32 or BF16); `max_layers` keeps only the first layers.
 pub fn load_hf(dir: &Path, dtype: DType, max_layers: Option<usize>, device: &Device) -> Result<(CausalLm, ModelConfig), LoadError> {
-    let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| LoadError::file(&config_path, format!("cannot read: {e}")))?;
-    let mut config = ModelConfig::from_hf_json(&text, &config_path).map_err(|e| LoadError::file(&config_path, e))?;
+    let mut config = read_hf_config(dir)?;
     if let Some(n) = max_layers {
         config.num_hidden_layers = config.num_hidden_layers.min(n);
     }

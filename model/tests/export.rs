@@ -51,8 +51,9 @@ fn the_default_model_exports_to_hf_and_gguf_with_its_logits_template_and_tokeniz
     assert_eq!(source.tokenizer.decode(&ids[0][..8], false), "<|im_start|>system\nYou are a helpful AI");
     assert_eq!(prompt_ids(&hf), ids);
     assert_eq!(prompt_ids(&gg), ids);
-    assert_eq!((hf.tokenizer.eos_ids.clone(), hf.tokenizer.pad_id), (vec![0, 2], 2));
-    assert_eq!((gg.tokenizer.eos_ids.clone(), gg.tokenizer.pad_id), (vec![2, 0], 2));
+    for m in [&source, &hf, &gg] {
+        assert_eq!((m.tokenizer.eos_ids.clone(), m.tokenizer.pad_id), (vec![2, 0], 2), "<|im_end|> first, then <|endoftext|>");
+    }
 
     // f32 logits: bit-identical through HF, within 1e-5 through GGUF (Q/K rows permuted and back).
     let want = logits(&source, &ids[1]);

@@ -34,8 +34,7 @@ impl Default for HfOptions {
 pub fn write_folder(m: &LoadedModel, dir: &Path, options: HfOptions) -> Result<(), LoadError> {
     write_model(&m.model, &m.config, dir, options)?;
     let tok = &m.tokenizer;
-    let tokenizer_json = tok.to_json().map_err(|e| LoadError::file(dir.join("tokenizer.json"), e))?;
-    write_file(&dir.join("tokenizer.json"), tokenizer_json.as_bytes())?;
+    tok.save(&dir.join("tokenizer.json"))?;
     let s = &tok.special;
     let pad = s.pad.clone().or_else(|| tok.id_to_token(tok.pad_id));
     write_json(
@@ -62,14 +61,14 @@ pub fn write_folder(m: &LoadedModel, dir: &Path, options: HfOptions) -> Result<(
 /// Writes only the weights and `config.json` of `model` into `dir` (a model without a
 /// tokenizer, as the tests' tiny random ones).
 pub fn write_model(model: &CausalLm, config: &ModelConfig, dir: &Path, options: HfOptions) -> Result<(), LoadError> {
-    let (st_dtype, torch_dtype) = match options.dtype {
-        ExportDtype::F32 => (safetensors::Dtype::F32, "float32"),
-        ExportDtype::F16 => (safetensors::Dtype::F16, "float16"),
-        ExportDtype::Bf16 => (safetensors::Dtype::BF16, "bfloat16"),
+    let (stored, torch_dtype) = match options.dtype {
+        ExportDtype::F32 => ((safetensors::Dtype::F32, GgmlType::F32), "float32"),
+        ExportDtype::F16 => ((safetensors::Dtype::F16, GgmlType::F16), "float16"),
+        ExportDtype::Bf16 => ((safetensors::Dtype::BF16, GgmlType::BF16), "bfloat16"),
         ExportDtype::Q8_0 => return Err(LoadError::file(dir, "q8_0 is a GGUF type: an HF folder takes f32, f16 or bf16")),
     };
     std::fs::create_dir_all(dir).map_err(|e| LoadError::file(dir, format!("cannot create: {e}")))?;
-    write_weights(dir, &named_tensors(model, dir)?, st_dtype, options.max_shard_bytes)?;
+    write_weights(dir, &named_tensors(model, dir)?, stored, options.max_shard_bytes)?;
     let mut hf_config = config.to_hf_json();
     hf_config["torch_dtype"] = json!(torch_dtype);
     write_json(&dir.join("config.json"), &hf_config)
@@ -79,14 +78,15 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), LoadError> {
     write_file(path, &serde_json::to_vec_pretty(value).expect("json values serialise"))
 }
 
-/// The tensors in `dtype`, in one file or in shards of at most `max_shard_bytes` (a tensor
-/// larger than that gets a shard of its own) with `model.safetensors.index.json`.
-fn write_weights(dir: &Path, tensors: &[NamedTensor], dtype: safetensors::Dtype, max_shard_bytes: u64) -> Result<(), LoadError> {
-    let encoded: Vec<(&NamedTensor, Vec<u8>)> = tensors.iter().map(|t| (t, encode(&t.values, dtype))).collect();
+/// The tensors in `dtype` (stored as `ty`), in one file or in shards of at most
+/// `max_shard_bytes` (a tensor larger than that gets a shard of its own) with
+/// `model.safetensors.index.json`. Each shard is encoded only when it is written.
+fn write_weights(dir: &Path, tensors: &[NamedTensor], (dtype, ty): (safetensors::Dtype, GgmlType), max_shard_bytes: u64) -> Result<(), LoadError> {
+    let element_bytes = if ty == GgmlType::F32 { 4 } else { 2 };
+    let sizes: Vec<u64> = tensors.iter().map(|t| (t.values.len() * element_bytes) as u64).collect();
     let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut size = 0u64;
-    for (i, (_, bytes)) in encoded.iter().enumerate() {
-        let n = bytes.len() as u64;
+    for (i, n) in sizes.iter().enumerate() {
         if size > 0 && size + n > max_shard_bytes {
             shards.push(Vec::new());
             size = 0;
@@ -99,10 +99,13 @@ fn write_weights(dir: &Path, tensors: &[NamedTensor], dtype: safetensors::Dtype,
     let mut weight_map = serde_json::Map::new();
     for (k, members) in shards.iter().enumerate() {
         let path = dir.join(file_name(k));
+        let encoded: Vec<Vec<u8>> =
+            members.iter().map(|&i| crate::gguf_write::encode(ty, &tensors[i].values).expect("float types encode any length")).collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = members
             .iter()
-            .map(|&i| {
-                let (t, bytes) = &encoded[i];
+            .zip(&encoded)
+            .map(|(&i, bytes)| {
+                let t = &tensors[i];
                 weight_map.insert(t.name.clone(), json!(file_name(k)));
                 let view =
                     safetensors::tensor::TensorView::new(dtype, t.shape.clone(), bytes).map_err(|e| LoadError::file(&path, format!("{}: {e}", t.name)))?;
@@ -114,17 +117,8 @@ fn write_weights(dir: &Path, tensors: &[NamedTensor], dtype: safetensors::Dtype,
         write_file(&path, &bytes)?;
     }
     if count > 1 {
-        let total: usize = encoded.iter().map(|(_, b)| b.len()).sum();
+        let total: u64 = sizes.iter().sum();
         write_json(&dir.join("model.safetensors.index.json"), &json!({ "metadata": { "total_size": total }, "weight_map": weight_map }))?;
     }
     Ok(())
-}
-
-fn encode(values: &[f32], dtype: safetensors::Dtype) -> Vec<u8> {
-    let ty = match dtype {
-        safetensors::Dtype::F16 => GgmlType::F16,
-        safetensors::Dtype::BF16 => GgmlType::BF16,
-        _ => GgmlType::F32,
-    };
-    crate::gguf_write::encode(ty, values).expect("float types encode any length")
 }
