@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
+use selfemo_trainer::collective::Collective;
 use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::run::{Progress, TrainOptions, train};
 use std::path::PathBuf;
@@ -31,14 +32,39 @@ impl Progress for Bar {
     }
 }
 
-/// Runs (or resumes) the training of a config and prints where the run folder is.
+/// Runs (or resumes) the training of a config and prints where the run folder is. Started by
+/// an MPI launcher (`mpirun -np N`, `srun`), every process is one rank of a data-parallel run
+/// and rank 0 alone prints and writes.
 pub fn run(args: TrainArgs) -> Result<()> {
     let config = RunConfig::load(&args.config).map_err(anyhow::Error::msg)?;
+    let ranks = ranks()?;
     let bar = indicatif::ProgressBar::new(config.grpo.max_steps as u64);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
     let progress = Bar(bar);
-    let out = train(&config, TrainOptions { resume: args.resume, stop_after: None, progress: Some(&progress) })?;
+    let watcher: Option<&dyn Progress> = ranks.is_main().then_some(&progress);
+    let out = train(&config, TrainOptions { resume: args.resume, stop_after: None, progress: watcher, collective: Some(ranks.as_ref()) })?;
     progress.0.finish_and_clear();
-    println!("run folder: {}", out.run_dir.display());
+    if ranks.is_main() {
+        println!("run folder: {}", out.run_dir.display());
+    }
     Ok(())
+}
+
+/// This process's ranks: the MPI world (a world of one without a launcher).
+#[cfg(feature = "mpi")]
+pub fn ranks() -> Result<Box<dyn Collective>> {
+    let world = selfemo_trainer::collective::Mpi::init().ok_or_else(|| anyhow::anyhow!("MPI was already initialised in this process"))?;
+    Ok(Box::new(world))
+}
+
+/// This process alone; an error when an MPI launcher started it as one of several ranks.
+#[cfg(not(feature = "mpi"))]
+pub fn ranks() -> Result<Box<dyn Collective>> {
+    match selfemo_trainer::collective::launcher_world_size() {
+        Some(n) if n > 1 => anyhow::bail!(
+            "started by an MPI launcher as one of {n} processes, but this selfemo was built without the `mpi` feature \
+             (cargo build --release --features mpi; see README, Scaling out)"
+        ),
+        _ => Ok(Box::new(selfemo_trainer::collective::Local)),
+    }
 }

@@ -4,9 +4,10 @@
 
 use crate::prompts::FilledPrompt;
 use selfemo_datasets::Emotion;
+use serde::{Deserialize, Serialize};
 
 /// One sampled completion of a prompt.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     /// The prompt's token ids (chat-formatted, reply prefix included).
     pub prompt: Vec<u32>,

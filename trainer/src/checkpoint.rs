@@ -78,11 +78,14 @@ pub fn load_weights(dir: &Path, mut model: CausalLm) -> Result<CausalLm> {
 }
 
 /// The frozen KL reference of the run in `run_dir`: at step 0, `policy` as it is (after any
-/// warm start), written to `reference.bpk` (a temporary name, then renamed); on a resumed run
-/// (step > 0), the saved one, loaded into `policy`'s structure.
-pub fn reference(run_dir: &Path, policy: &CausalLm, step: u64) -> Result<CausalLm> {
+/// warm start), written to `reference.bpk` (a temporary name, then renamed) when `write`; on a
+/// resumed run (step > 0), the saved one, loaded into `policy`'s structure.
+pub fn reference(run_dir: &Path, policy: &CausalLm, step: u64, write: bool) -> Result<CausalLm> {
     let path = run_dir.join("reference.bpk");
     let mut reference = policy.valid();
+    if step == 0 && !write {
+        return Ok(reference);
+    }
     if step == 0 {
         let tmp = run_dir.join(format!(".reference.bpk.tmp-{}", std::process::id()));
         reference.save_into(&mut BurnpackStore::from_file(&tmp).overwrite(true)).at(&tmp)?;

@@ -67,6 +67,10 @@ pub struct WarmStartSection {
     pub rationale_hint: String,
     /// Examples per step, drawn from the train targets that SELF-GRPO does not use (default 8).
     pub batch_size: usize,
+    /// Passes each step's batch is split into, their gradients summed (default 1): memory, not
+    /// maths. A data-parallel run rounds it up to a multiple of its ranks, each running its
+    /// share of the passes.
+    pub gradient_accumulation_steps: usize,
     /// Peak learning rate (default 1e-4).
     pub learning_rate: f64,
     /// How the rate moves over the warm start: `constant`, or `cosine` down to
@@ -96,6 +100,7 @@ impl Default for WarmStartSection {
             kind: WarmStartKind::Label,
             rationale_hint: "\n\nThe answer is {emotion}. Explain in one short sentence why.".into(),
             batch_size: 8,
+            gradient_accumulation_steps: 1,
             learning_rate: 1e-4,
             lr_decay: LrDecay::Constant,
             min_lr_ratio: 0.1,

@@ -116,19 +116,22 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The dev evaluation of `model`, its predictions written to `predictions_path`.
-    pub fn dev(&self, model: &CausalLm, predictions_path: &Path) -> Result<DevResult> {
+    /// The dev evaluation of `model`, its predictions written to `predictions_path` if given.
+    pub fn dev(&self, model: &CausalLm, predictions_path: Option<&Path>) -> Result<DevResult> {
         let mode = self.config.eval.dev_mode;
         let predicted = self.predict(model, &self.dev, mode);
-        predictions::write(predictions_path, self.corpus, &predicted)?;
+        if let Some(path) = predictions_path {
+            predictions::write(path, self.corpus, &predicted)?;
+        }
         let reward = (mode == EvalMode::Generate).then(|| dev_reward(&predicted, self.corpus, &self.config.rewards));
         Ok(DevResult { mode, report: report_of(&predicted, self.corpus.dataset.labels()), reward })
     }
 
     /// The test evaluation of `model` in every configured mode, each mode's predictions written
-    /// beside `report` (`test-<mode>.predictions.parquet`); with a logit adjustment, score mode
-    /// is also reported adjusted (`score_adjusted`). `None` when there are no test targets.
-    pub fn test(&self, model: &CausalLm, run_dir: &Path, adjustment: Option<&LogitAdjustment>) -> Result<Option<BTreeMap<String, Report>>> {
+    /// in `run_dir` if given (`test-<mode>.predictions.parquet`); with a logit adjustment,
+    /// score mode is also reported adjusted (`score_adjusted`). `None` when there are no test
+    /// targets.
+    pub fn test(&self, model: &CausalLm, run_dir: Option<&Path>, adjustment: Option<&LogitAdjustment>) -> Result<Option<BTreeMap<String, Report>>> {
         let mut targets = self.corpus.targets(selfemo_datasets::Split::Test);
         if self.config.eval.test_limit > 0 {
             targets.truncate(self.config.eval.test_limit);
@@ -140,10 +143,14 @@ impl<'a> Evaluator<'a> {
         let mut reports = BTreeMap::new();
         for mode in &self.config.eval.test_modes {
             let predicted = self.predict(model, &targets, *mode);
-            predictions::write(&run_dir.join(format!("test-{}.predictions.parquet", mode.name())), self.corpus, &predicted)?;
+            if let Some(dir) = run_dir {
+                predictions::write(&dir.join(format!("test-{}.predictions.parquet", mode.name())), self.corpus, &predicted)?;
+            }
             if let (EvalMode::Score, Some(a)) = (mode, adjustment) {
                 let adjusted = a.apply(&predicted, labels);
-                predictions::write(&run_dir.join("test-score_adjusted.predictions.parquet"), self.corpus, &adjusted)?;
+                if let Some(dir) = run_dir {
+                    predictions::write(&dir.join("test-score_adjusted.predictions.parquet"), self.corpus, &adjusted)?;
+                }
                 reports.insert("score_adjusted".to_string(), report_of(&adjusted, labels));
             }
             reports.insert(mode.name().to_string(), report_of(&predicted, labels));
@@ -177,6 +184,8 @@ pub fn read_dev_curve(run_dir: &Path) -> Result<Vec<Evaluation>> {
 /// the best one by dev weighted F1 (ties go to the later stage).
 pub struct DevCurve {
     path: PathBuf,
+    /// Whether this process writes the file and `best/` (rank 0 of a data-parallel run).
+    writes: bool,
     /// The evaluations so far.
     pub entries: Vec<Evaluation>,
 }
@@ -184,19 +193,23 @@ pub struct DevCurve {
 impl DevCurve {
     /// A fresh curve (`resumed_at` = `None`: the file is emptied), or the curve of a run
     /// resumed at GRPO step `s`: its evaluations up to step `s` (later ones are redone).
-    pub fn open(run_dir: &Path, resumed_at: Option<u64>) -> Result<Self> {
+    /// `writes` = false keeps it in memory (the ranks of a data-parallel run but rank 0).
+    pub fn open(run_dir: &Path, resumed_at: Option<u64>, writes: bool) -> Result<Self> {
         let path = run_dir.join("dev_curve.jsonl");
         let entries = match resumed_at {
             None => Vec::new(),
             Some(s) if path.is_file() => read_dev_curve(run_dir)?.into_iter().filter(|e| e.step <= s).collect(),
             Some(_) => Vec::new(),
         };
-        let curve = Self { path, entries };
+        let curve = Self { path, writes, entries };
         curve.save()?;
         Ok(curve)
     }
 
     fn save(&self) -> Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
         let mut text = String::new();
         for e in &self.entries {
             text.push_str(&serde_json::to_string(e).at(&self.path)?);
@@ -218,7 +231,7 @@ impl DevCurve {
     /// curve never names a best that `best/` does not hold).
     pub fn record(&mut self, e: Evaluation, export: impl FnOnce() -> Result<()>) -> Result<()> {
         let is_best = e.stage != "before" && self.best().is_none_or(|b| e.dev.report.weighted_f1 >= b.dev.report.weighted_f1);
-        if is_best {
+        if is_best && self.writes {
             export()?;
         }
         self.entries.push(e);
@@ -253,13 +266,15 @@ pub(crate) fn test_best(s: &Session, curve: &DevCurve, final_model: &CausalLm, d
     };
     let labels = s.corpus.dataset.labels();
     let adjustment = s.config.eval.logit_adjustment.then(|| LogitAdjustment::fit(&s.evaluator.predict(model, &s.evaluator.dev, EvalMode::Score), labels));
-    let Some(reports) = s.evaluator.test(model, s.run_dir, adjustment.as_ref())? else { return Ok(None) };
+    let Some(reports) = s.evaluator.test(model, s.writes().then_some(s.run_dir), adjustment.as_ref())? else { return Ok(None) };
     let stage = best.map_or("final".to_string(), |b| b.stage.clone());
     for (mode, r) in &reports {
         s.log(&format!("test ({stage}, best dev; {mode}): {}", r.summary()))?;
     }
     let result = TestResult { stage, reports, logit_adjustment: adjustment };
-    write_json(&s.run_dir.join("test.json"), &result)?;
+    if s.writes() {
+        write_json(&s.run_dir.join("test.json"), &result)?;
+    }
     Ok(Some(result))
 }
 

@@ -1,8 +1,9 @@
 //! One SELF-GRPO iteration: sample a group per prompt with π_old, score it, turn rewards into
 //! group-relative advantages, and take μ optimiser steps on the clipped objective.
 
+use crate::collective::{Collective, Local, gather_concat, share};
 use crate::loss::{Clip, LossStats, LossType, TokenBatch, grpo_loss};
-use crate::optim::{LrSchedule, clip_global_norm};
+use crate::optim::{LrSchedule, clip_global_norm, sum_gradients};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use selfemo_model::generate::sample_each;
@@ -218,6 +219,26 @@ pub fn importance_weights(sample: &Sample, cap: f64) -> Vec<f64> {
 /// reference policy (its forward is skipped when β = 0). On NaN/inf the error is returned
 /// together with the last good model.
 pub fn update(
+    model: CausalLm,
+    reference: Option<&CausalLm>,
+    optim: &mut ModuleOptimizer,
+    groups: &[Group],
+    settings: &UpdateSettings,
+    schedule: &LrSchedule,
+    first_step: usize,
+) -> (CausalLm, Result<UpdateStats, NonFinite>) {
+    update_on(&Local, model, reference, optim, groups, settings, schedule, first_step)
+}
+
+/// [`update`] on the ranks of `collective`, each holding every group: the micro-batches
+/// (`gradient_accumulation_steps` rounded up to a multiple of the ranks, each within the token
+/// budget) are shared out ([`share`]), each rank runs its own with the whole batch's token
+/// weights, the gradients are summed over the ranks ([`sum_gradients`]) and every rank takes the
+/// same optimiser step. With the micro-batches one process would run, the step is that
+/// process's step: the same passes, their gradients summed in f32.
+#[allow(clippy::too_many_arguments)]
+pub fn update_on(
+    collective: &dyn Collective,
     mut model: CausalLm,
     reference: Option<&CausalLm>,
     optim: &mut ModuleOptimizer,
@@ -258,9 +279,16 @@ pub fn update(
         // Nothing to learn from (every group dropped, or empty completions): no step.
         return (model, Ok(UpdateStats { frac_reward_zero_std, learning_rate, ..Default::default() }));
     }
-    let ref_logprobs = match (reference, settings.clip.beta > 0.0) {
-        (Some(r), true) => {
-            let lp = settings.logprobs(r, &prompts, &completions);
+    // Micro-batches: consecutive samples, as even as possible, each within the token budget;
+    // this rank runs `mine` of them, samples `rows` and tokens `cols` of the batch.
+    let (size, gas) = (collective.size(), settings.gradient_accumulation_steps.max(1));
+    let bounds = micro_batches(&prompts, &lengths, gas.div_ceil(size) * size, settings.max_tree_tokens);
+    let token_start = |i: usize| lengths[..bounds[i]].iter().sum::<usize>();
+    let mine = share(bounds.len() - 1, collective.rank(), size);
+    let (rows, cols) = (bounds[mine.start]..bounds[mine.end], token_start(mine.start)..token_start(mine.end));
+    let ref_logprobs = match (reference, settings.clip.beta > 0.0, rows.is_empty()) {
+        (Some(r), true, false) => {
+            let lp = settings.logprobs(r, &prompts[rows.clone()], &completions[rows.clone()]);
             Some(lp.try_to_vec_as::<f32>().expect("the backend reads back its own tensor"))
         }
         _ => None,
@@ -269,32 +297,38 @@ pub fn update(
         samples.iter().filter(|(_, s, _)| s.behaviour_logprobs.is_some()).flat_map(|(_, s, _)| importance_weights(s, settings.importance_cap)).collect();
     let batch = TokenBatch {
         old_logprobs: samples.iter().flat_map(|(_, s, _)| s.old_logprobs.iter().map(|x| *x as f32)).collect(),
-        ref_logprobs,
+        ref_logprobs: None,
         advantages: samples.iter().flat_map(|(_, s, a)| std::iter::repeat_n(*a as f32, s.completion.len())).collect(),
         importance: samples.iter().flat_map(|(_, s, _)| importance_weights(s, settings.importance_cap)).map(|w| w as f32).collect(),
         weights: settings.loss_type.token_weights(&lengths, &included, settings.max_completion_length).into_iter().map(|w| w as f32).collect(),
     };
+    let mut local = batch.slice(cols.clone());
+    local.ref_logprobs = ref_logprobs;
     let importance_weight = (!steered.is_empty()).then(|| steered.iter().sum::<f64>() / steered.len() as f64);
     let mut per_step: Vec<(f64, f64, LossStats)> = Vec::new();
-    // Micro-batches: consecutive samples, as even as possible, each within the token budget.
-    let bounds = micro_batches(&prompts, &lengths, settings.gradient_accumulation_steps, settings.max_tree_tokens);
-    let parts = bounds.len() - 1;
-    let token_start = |i: usize| lengths[..bounds[i]].iter().sum::<usize>();
     let steps = settings.num_iterations.max(1);
     for step in 0..steps {
         let mut accumulated = GradientsAccumulator::new();
-        let mut parts_stats = Vec::with_capacity(parts);
-        for i in 0..parts {
-            let (samples, tokens) = (bounds[i]..bounds[i + 1], token_start(i)..token_start(i + 1));
+        let mut mine_stats = Vec::with_capacity(mine.len());
+        for i in mine.clone() {
+            let (samples, tokens) = (bounds[i]..bounds[i + 1], token_start(i) - cols.start..token_start(i + 1) - cols.start);
             let logprobs = settings.logprobs(&model, &prompts[samples.clone()], &completions[samples]);
-            let (loss, loss_stats) = grpo_loss(logprobs, &batch.slice(tokens.clone()), settings.clip);
-            if !loss_stats.loss.is_finite() {
-                return (model, Err(NonFinite { what: "loss", value: loss_stats.loss, step }));
+            let (loss, s) = grpo_loss(logprobs, &local.slice(tokens.clone()), settings.clip);
+            if s.loss.is_finite() {
+                accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             }
-            accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-            parts_stats.push((loss_stats, batch.weights[tokens].iter().filter(|w| **w > 0.0).count()));
+            mine_stats.push(((s.loss, s.kl, s.clip_low, s.clip_high), local.weights[tokens].iter().filter(|w| **w > 0.0).count()));
+        }
+        // Every part's stats, in part order, on every rank: they all decide alike.
+        let parts_stats: Vec<(LossStats, usize)> = gather_concat(collective, mine_stats)
+            .into_iter()
+            .map(|((loss, kl, clip_low, clip_high), n)| (LossStats { loss, kl, clip_low, clip_high }, n))
+            .collect();
+        if let Some((s, _)) = parts_stats.iter().find(|(s, _)| !s.loss.is_finite()) {
+            return (model, Err(NonFinite { what: "loss", value: s.loss, step }));
         }
         let mut grads = accumulated.grads();
+        sum_gradients(collective, &model, &mut grads);
         let norm = clip_global_norm(&model, &mut grads, settings.max_grad_norm);
         if !norm.is_finite() {
             return (model, Err(NonFinite { what: "grad_norm", value: norm, step }));

@@ -6,6 +6,7 @@
 //! ([`run_dir`], [`metrics_log`]). The `selfemo` binary lives in selfemo-cli.
 
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod error;
 pub mod evaluation;
@@ -17,6 +18,7 @@ pub mod run;
 pub mod run_dir;
 pub mod self_play;
 mod session;
+pub mod sharded;
 pub mod splits;
 pub mod step;
 pub mod trainable;

@@ -158,11 +158,11 @@ fn stats(ratio: &[f32], kl: &[f32], batch: &TokenBatch, clip: Clip) -> LossStats
 }
 
 /// The SFT loss for warm starts: masked next-token cross-entropy, the mean of −log π(o_t)
-/// over the completion tokens only (prompt tokens carry no loss). `logprobs` as returned by
-/// [`selfemo_model::completion_logprobs`] at temperature 1.
-pub fn sft_loss(logprobs: Tensor<1>) -> Tensor<1> {
-    let n = logprobs.dims()[0].max(1) as f64;
-    logprobs.sum().neg().div_scalar(n)
+/// over the batch's `tokens` completion tokens (prompt tokens carry no loss): −Σ log π(o_t) / n.
+/// `logprobs` as returned by [`selfemo_model::completion_logprobs`] at temperature 1, for the
+/// whole batch or for one rank's share of it (`tokens` counts the whole batch's).
+pub fn sft_loss(logprobs: Tensor<1>, tokens: usize) -> Tensor<1> {
+    logprobs.sum().neg().div_scalar(tokens.max(1) as f64)
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Optimiser pieces with PyTorch semantics: AdamW with every constant explicit, global-norm
 //! gradient clipping (torch's `clip_grad_norm_`, not burn's per-tensor clipping), warmup + cosine.
 
+use crate::collective::Collective;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// AdamW constants, with TRL/transformers names and PyTorch defaults.
@@ -138,6 +139,75 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
         model.visit(&mut Scale { grads, scale: max_norm / (norm + 1e-6) });
     }
     norm
+}
+
+/// Appends every trainable float parameter's gradient to `values` (zeros where `grads` has
+/// none) and 1 or 0 to `present`, in the model's visit order.
+struct Flatten<'a> {
+    grads: &'a GradientsParams,
+    values: Vec<f32>,
+    present: Vec<f32>,
+}
+
+impl ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        match self.grads.get::<D>(param.id) {
+            Some(g) => {
+                self.values.extend(g.try_to_vec_as::<f32>().expect("the backend reads back its own gradient"));
+                self.present.push(1.0);
+            }
+            None => {
+                self.values.extend(std::iter::repeat_n(0.0, value.shape().num_elements()));
+                self.present.push(0.0);
+            }
+        }
+    }
+}
+
+/// Puts [`Flatten`]'s values back as gradients, in the parameters' dtype, for every trainable
+/// parameter that some rank had a gradient of.
+struct Unflatten<'a> {
+    grads: &'a mut GradientsParams,
+    values: &'a [f32],
+    present: std::slice::Iter<'a, f32>,
+}
+
+impl ModuleVisitor for Unflatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        let shape = value.shape();
+        let (mine, rest) = self.values.split_at(shape.num_elements());
+        self.values = rest;
+        if *self.present.next().expect("one flag per trainable parameter") > 0.0 {
+            let summed = Tensor::<D>::from_data(TensorData::new(mine.to_vec(), shape), &value.device()).cast(value.dtype());
+            self.grads.remove::<D>(param.id);
+            self.grads.register::<D>(param.id, summed);
+        }
+    }
+}
+
+/// Replaces each rank's gradients by their sum over all ranks (one all-reduce of every
+/// trainable parameter's gradient, summed in f32), so that every rank then takes the same
+/// optimiser step. A rank whose passes gave a parameter no gradient adds zeros.
+pub fn sum_gradients<M: Module>(collective: &dyn Collective, model: &M, grads: &mut GradientsParams) {
+    if collective.size() == 1 {
+        return;
+    }
+    let mut flat = Flatten { grads, values: Vec::new(), present: Vec::new() };
+    model.visit(&mut flat);
+    let Flatten { mut values, mut present, .. } = flat;
+    values.append(&mut present.clone());
+    collective.sum_f32(&mut values);
+    let flags = values.split_off(values.len() - present.len());
+    present.copy_from_slice(&flags);
+    model.visit(&mut Unflatten { grads, values: &values, present: present.iter() });
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! evaluation of the best-dev model and an HF export.
 
 use crate::checkpoint::{self, State};
+use crate::collective::{Collective, Local};
 use crate::config::RunConfig;
 use crate::error::{AtPath, Result, TrainError};
 use crate::evaluation::{DevCurve, DevResult, Evaluation, Evaluator, TestResult, test_best};
@@ -40,6 +41,9 @@ pub struct TrainOptions<'a> {
     pub stop_after: Option<u64>,
     /// Who is told of the run's progress (`None`: nobody).
     pub progress: Option<&'a dyn Progress>,
+    /// The ranks of a data-parallel run (`None`: this process alone). Each rank rolls out and
+    /// trains on its share of every step; rank 0 alone writes the run folder.
+    pub collective: Option<&'a dyn Collective>,
 }
 
 /// What a run produced.
@@ -66,13 +70,18 @@ pub struct Outcome {
 /// then the test evaluation of the best-dev model and the HF export.
 pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     // 1. the run folder, the policy, the data
+    let collective = options.collective.unwrap_or(&Local);
     let run_dir = config.run_dir();
-    std::fs::create_dir_all(&run_dir).at(&run_dir)?;
-    let config_file = run_dir.join("config.toml");
-    let resolved = toml::to_string_pretty(config).at(&config_file)?;
-    selfemo_datasets::atomic::write_atomically(&config_file, |f| f.write_all(resolved.as_bytes())).at(&config_file)?;
-    let events_file = run_dir.join("events.log");
-    let events = std::fs::OpenOptions::new().create(true).append(true).open(&events_file).at(&events_file)?;
+    let events = if collective.is_main() {
+        std::fs::create_dir_all(&run_dir).at(&run_dir)?;
+        let config_file = run_dir.join("config.toml");
+        let resolved = toml::to_string_pretty(config).at(&config_file)?;
+        selfemo_datasets::atomic::write_atomically(&config_file, |f| f.write_all(resolved.as_bytes())).at(&config_file)?;
+        let events_file = run_dir.join("events.log");
+        Some(std::fs::OpenOptions::new().create(true).append(true).open(&events_file).at(&events_file)?)
+    } else {
+        None
+    };
     let device = parse_device(&config.device).map_err(|e| TrainError::Config(format!("device: {e}")))?.autodiff();
     let load = LoadOptions { max_layers: (config.model.max_layers > 0).then_some(config.model.max_layers), ..Default::default() };
     let LoadedModel { model, config: model_config, tokenizer } = LoadedModel::load(&ModelSource::parse(&config.model.source), load, &device)?;
@@ -87,7 +96,11 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         evaluator: Evaluator::new(config, &corpus, &tokenizer),
         events: RefCell::new(events),
         progress: options.progress,
+        collective,
     };
+    if collective.size() > 1 {
+        s.log(&format!("data parallel over {} ranks: each takes a share of every step's groups and update passes", collective.size()))?;
+    }
 
     // 2. what trains, the optimiser, and where a resumed run stands
     let mut model = apply_trainable(model, &config.model.trainable, config.seed);
@@ -101,7 +114,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         s.log("--resume: no checkpoint yet, starting from step 0")?;
     }
     let resumed = checkpoint.is_some();
-    let mut curve = DevCurve::open(&run_dir, resumed.then_some(state.step))?;
+    let mut curve = DevCurve::open(&run_dir, resumed.then_some(state.step), s.writes())?;
     let dev_before = match curve.entries.iter().find(|e| e.stage == "before") {
         Some(e) => e.dev.clone(),
         None => s.evaluate(&mut curve, &model.valid(), "before", 0, 0.0)?,
@@ -138,15 +151,19 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         return Ok(Outcome { run_dir, dev_before, dev_after: None, curve: curve.entries, iterations: Vec::new(), test: None, rows: state.rows });
     }
 
-    // 5. the best-dev model on test, plots, the export
+    // 5. the best-dev model on test, plots, the export; every rank waits here for rank 0's
+    // files of the last iteration (its summary, `best/`)
+    collective.barrier();
     let sp = &config.selfplay;
     let iterations: Vec<IterationSummary> = if config.grpo.max_steps == 0 {
         Vec::new()
     } else {
         (1..=sp.iterations).map(|k| read_json(&run_dir.join(format!("iter-{k}/summary.json")))).collect::<Result<_>>()?
     };
-    plot_steps(&run_dir, &state.rows)?;
-    plot_progress(&run_dir, &curve.entries, &iterations)?;
+    if s.writes() {
+        plot_steps(&run_dir, &state.rows)?;
+        plot_progress(&run_dir, &curve.entries, &iterations)?;
+    }
     let dev_after = curve.entries.last().map(|e| e.dev.clone());
     let final_model = model.valid();
     let test = test_best(&s, &curve, &final_model, &device)?;
@@ -173,7 +190,7 @@ fn self_play(
     let labels = s.corpus.dataset.labels();
     // The frozen policy as it enters self-play: the KL reference and the frozen re-recogniser.
     let needs_frozen = g.max_steps > 0 && (g.beta > 0.0 || sp.rerecogniser == Rerecogniser::Reference);
-    let frozen = if needs_frozen { Some(checkpoint::reference(s.run_dir, &model, state.step)?) } else { None };
+    let frozen = if needs_frozen { Some(checkpoint::reference(s.run_dir, &model, state.step, s.writes())?) } else { None };
     let vectors = steering_vectors(c, &model)?;
     let step = Step {
         config: c,
@@ -184,6 +201,7 @@ fn self_play(
         frozen: frozen.as_ref(),
         settings: c.update_settings(s.tok.pad_id),
         schedule: g.schedule(),
+        collective: s.collective,
     };
     let draw = EmotionDraw::new(sp.target_emotion, s.corpus);
     // The flywheel as of the checkpoint: rows of steps after it are redone identically.
@@ -192,7 +210,9 @@ fn self_play(
     let finish = |k: u32, m: &CausalLm, rows: &[Row], flywheel: &Flywheel, curve: &mut DevCurve| -> Result<()> {
         let dev = s.evaluate(curve, m, &format!("iteration-{k}"), rows.last().map_or(0, |r| r.step), train_seconds(rows))?;
         let summary = summarise(k, rows, flywheel, iteration_steps(g.max_steps, sp.iterations, k), dev);
-        write_json(&s.run_dir.join(format!("iter-{k}/summary.json")), &summary)?;
+        if s.writes() {
+            write_json(&s.run_dir.join(format!("iter-{k}/summary.json")), &summary)?;
+        }
         s.log(&format!(
             "iteration {k}: kept {} recognition + {} synthetic (of {} + {}), reward recogniser {} responder {}",
             summary.kept.kept_recognition,
@@ -234,18 +254,20 @@ fn self_play(
             out.row.values.insert("timing/replay".into(), replay_seconds);
         }
         if out.resampled > 0 {
-            writeln!(s.events.borrow_mut(), "step {}: resampled {} degenerate groups", t + 1, out.resampled).at(&s.run_dir.join("events.log"))?;
+            s.event(&format!("step {}: resampled {} degenerate groups", t + 1, out.resampled))?;
         }
-        let iter_dir = s.run_dir.join(format!("iter-{k}"));
-        std::fs::create_dir_all(&iter_dir).at(&iter_dir)?;
-        store::write(&iter_dir.join("flywheel.parquet"), &flywheel.iteration_rows(k))?;
         report_step(s, &out, k)?;
         state.rows.push(out.row);
         state.step = t + 1;
-        let metrics = s.run_dir.join("metrics.parquet");
-        metrics_log::write(&metrics, &state.rows).at(&metrics)?;
-        if state.step.is_multiple_of(g.save_steps as u64) || state.step == g.max_steps as u64 || Some(state.step) == options.stop_after {
-            checkpoint::save(s.run_dir, &model, optim, state)?;
+        if s.writes() {
+            let iter_dir = s.run_dir.join(format!("iter-{k}"));
+            std::fs::create_dir_all(&iter_dir).at(&iter_dir)?;
+            store::write(&iter_dir.join("flywheel.parquet"), &flywheel.iteration_rows(k))?;
+            let metrics = s.run_dir.join("metrics.parquet");
+            metrics_log::write(&metrics, &state.rows).at(&metrics)?;
+            if state.step.is_multiple_of(g.save_steps as u64) || state.step == g.max_steps as u64 || Some(state.step) == options.stop_after {
+                checkpoint::save(s.run_dir, &model, optim, state)?;
+            }
         }
         if iteration_steps(g.max_steps, sp.iterations, k).1 == state.step {
             finish(k, &model.valid(), &state.rows, &flywheel, curve)?;
@@ -275,12 +297,11 @@ fn report_step(s: &Session, out: &crate::step::StepOutput, k: u32) -> Result<()>
             step_seconds(&out.row)
         ));
     }
-    let (mut events, file) = (s.events.borrow_mut(), s.run_dir.join("events.log"));
     if let Some((gr, x)) = out.recognition.first().and_then(|gr| gr.samples.first().map(|x| (gr, x))) {
-        writeln!(events, "step {step}: recogniser sample [gold {}]: {:?}", gr.item.gold, x.reply).at(&file)?;
+        s.event(&format!("step {step}: recogniser sample [gold {}]: {:?}", gr.item.gold, x.reply))?;
     }
     if let Some((gr, x)) = out.expression.first().and_then(|gr| gr.samples.first().map(|x| (gr, x))) {
-        writeln!(events, "step {step}: responder sample [e* {}, heard {:?}]: {:?}", gr.item.emotion, x.rerecognised.map(|e| e.name()), x.turn).at(&file)?;
+        s.event(&format!("step {step}: responder sample [e* {}, heard {:?}]: {:?}", gr.item.emotion, x.rerecognised.map(|e| e.name()), x.turn))?;
     }
     Ok(())
 }

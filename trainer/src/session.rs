@@ -1,6 +1,7 @@
 //! What every phase of a run reads, and the three things each does with it: log a line,
 //! export a model, evaluate on dev.
 
+use crate::collective::Collective;
 use crate::config::RunConfig;
 use crate::error::{AtPath, Result};
 use crate::evaluation::{DevCurve, DevResult, Evaluation, Evaluator};
@@ -19,22 +20,40 @@ pub(crate) struct Session<'a> {
     pub(crate) model_config: &'a ModelConfig,
     pub(crate) run_dir: &'a Path,
     pub(crate) evaluator: Evaluator<'a>,
-    pub(crate) events: RefCell<std::fs::File>,
+    /// `events.log` on rank 0; `None` on the other ranks, which write nothing.
+    pub(crate) events: RefCell<Option<std::fs::File>>,
     pub(crate) progress: Option<&'a dyn Progress>,
+    pub(crate) collective: &'a dyn Collective,
 }
 
 impl Session<'_> {
+    /// Whether this rank writes the run folder (rank 0; the only rank of a one-process run).
+    pub(crate) fn writes(&self) -> bool {
+        self.collective.is_main()
+    }
+
     /// A line in `events.log`, and for whoever watches.
     pub(crate) fn log(&self, line: &str) -> Result<()> {
-        writeln!(self.events.borrow_mut(), "{line}").at(&self.run_dir.join("events.log"))?;
+        self.event(line)?;
         if let Some(p) = self.progress {
             p.line(line);
         }
         Ok(())
     }
 
-    /// An HF folder of `model`.
+    /// A line in `events.log` only.
+    pub(crate) fn event(&self, line: &str) -> Result<()> {
+        match self.events.borrow_mut().as_mut() {
+            Some(f) => writeln!(f, "{line}").at(&self.run_dir.join("events.log")),
+            None => Ok(()),
+        }
+    }
+
+    /// An HF folder of `model` (rank 0 only).
     pub(crate) fn export(&self, model: &CausalLm, dir: &Path) -> Result<()> {
+        if !self.writes() {
+            return Ok(());
+        }
         let loaded = LoadedModel { model: model.clone(), config: self.model_config.clone(), tokenizer: self.tok.clone() };
         loaded.export(dir).at(dir)
     }
@@ -43,7 +62,8 @@ impl Session<'_> {
     /// training: its predictions in `dev/<stage>.predictions.parquet`, a point on the curve,
     /// and `best/` when it is the best so far.
     pub(crate) fn evaluate(&self, curve: &mut DevCurve, model: &CausalLm, stage: &str, step: u64, train_seconds: f64) -> Result<DevResult> {
-        let dev = self.evaluator.dev(model, &self.run_dir.join(format!("dev/{stage}.predictions.parquet")))?;
+        let predictions = self.writes().then(|| self.run_dir.join(format!("dev/{stage}.predictions.parquet")));
+        let dev = self.evaluator.dev(model, predictions.as_deref())?;
         let n = self.evaluator.dev.len();
         self.log(&format!("dev {stage} ({} mode, {n} targets, {:.1} min of training): {}", dev.mode.name(), train_seconds / 60.0, dev.report.summary()))?;
         let point = Evaluation { stage: stage.to_string(), step, train_seconds, dev: dev.clone() };

@@ -3,12 +3,14 @@
 //! degenerate groups (dynamic sampling) → the update → one metrics row. The run loop and
 //! `selfemo bench train` both run exactly this.
 
+use crate::collective::{Collective, Counted};
 use crate::config::RunConfig;
 use crate::error::{AtPath, Result, TrainError};
-use crate::grpo::{NonFinite, UpdateSettings, update};
+use crate::grpo::{NonFinite, UpdateSettings, update_on};
 use crate::metrics_log::Row;
 use crate::optim::LrSchedule;
 use crate::self_play::{StepItems, count_metrics, role_metrics, to_groups};
+use crate::sharded::Sharded;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use selfemo_eval::policy::ModelPolicy;
@@ -37,6 +39,8 @@ pub struct Step<'a> {
     pub settings: UpdateSettings,
     /// The learning rate of every optimiser step.
     pub schedule: LrSchedule,
+    /// The ranks the step is spread over (rollouts and update passes shared out).
+    pub collective: &'a dyn Collective,
 }
 
 /// What a step produced besides the model.
@@ -70,7 +74,9 @@ impl Step<'_> {
         let (c, g, sp) = (self.config, &self.config.grpo, &self.config.selfplay);
         let t0 = Instant::now();
         let rollout_model = model.valid();
-        let policy = ModelPolicy { model: &rollout_model, tok: self.tok, sampling: g.sampling(), score_rows: c.eval.batch_size, vectors: self.vectors };
+        let collective = Counted::new(self.collective);
+        let own = ModelPolicy { model: &rollout_model, tok: self.tok, sampling: g.sampling(), score_rows: c.eval.batch_size, vectors: self.vectors };
+        let policy = Sharded { inner: &own, collective: &collective };
         let mut recognition = recognise(&policy, &self.roles, &items.recognition, g.num_generations, c.seed, step);
         let generate_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
@@ -80,6 +86,7 @@ impl Step<'_> {
             }
             _ => None,
         };
+        let frozen = frozen.as_ref().map(|f| Sharded { inner: f, collective: &collective });
         let rerecogniser: &dyn selfemo_selfplay::Policy = frozen.as_ref().map_or(&policy, |f| f);
         let alphas: &[f64] = sp.steering.as_ref().map_or(&[], |s| &s.alphas);
         let expression = respond(&policy, rerecogniser, &self.roles, &items.expression, g.num_generations, c.seed, step, alphas);
@@ -106,7 +113,9 @@ impl Step<'_> {
         drop(rollout_model); // π_old's weights, before the update's activations
         let t3 = Instant::now();
         let reference = if g.beta > 0.0 { self.frozen } else { None };
-        let (model, stats) = update(model, reference, optim, &groups, &self.settings, &self.schedule, step as usize * g.num_iterations.max(1));
+        let rollout_traffic = collective.traffic();
+        let first = step as usize * g.num_iterations.max(1);
+        let (model, stats) = update_on(&collective, model, reference, optim, &groups, &self.settings, &self.schedule, first);
         let stats = match stats {
             Ok(s) => s,
             Err(e) => return (model, Err(e)),
@@ -140,6 +149,15 @@ impl Step<'_> {
             ("selfplay/iteration".into(), f64::from(k)),
             ("selfplay/synthetic_prompts".into(), items.recognition.iter().filter(|i| i.synthetic).count() as f64),
         ]);
+        if self.collective.size() > 1 {
+            let all = collective.traffic();
+            values.extend([
+                ("comm/rollout_bytes".to_string(), rollout_traffic.bytes as f64),
+                ("comm/rollout_seconds".into(), rollout_traffic.seconds),
+                ("comm/update_bytes".into(), (all.bytes - rollout_traffic.bytes) as f64),
+                ("comm/update_seconds".into(), all.seconds - rollout_traffic.seconds),
+            ]);
+        }
         values.extend(stats.importance_weight.map(|w| ("steering/is_weight/mean".to_string(), w)));
         values.extend(role_metrics(&recognition, &expression));
         values.extend(count_metrics(&counts));

@@ -3,16 +3,18 @@
 //! `{gold}</answer>` (kind `label`), on self-written rationales that passed the re-prediction
 //! check (kind `rationale`), or on the policy's own kept answers (replay).
 
+use crate::collective::{Collective, Local, gather_concat, share};
 use crate::config::WarmStartKind;
-use crate::error::{AtPath, Result, TrainError};
+use crate::error::{Result, TrainError};
 use crate::evaluation::DevCurve;
 use crate::loss::sft_loss;
-use crate::optim::LrDecay;
+use crate::optim::{LrDecay, sum_gradients};
 use crate::run_dir::{write_json, write_json_lines};
 use crate::self_play::SYNTHETIC_IDS;
 use crate::session::Session;
+use crate::sharded::Sharded;
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use selfemo_datasets::Target;
 use selfemo_eval::policy::{ModelPolicy, render};
 use selfemo_eval::recognition::{RecognitionPrompt, prompts};
@@ -20,7 +22,6 @@ use selfemo_model::{CausalLm, TextTokenizer, completion_logprobs, completion_log
 use selfemo_selfplay::{Flywheel, Rationale, RecognitionItem, Roles, Verdict, rationales};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,9 @@ pub struct SftPlan {
     pub every: usize,
     /// Run each batch as one prefix tree (see [`selfemo_model::completion_logprobs_tree`]).
     pub prefix_sharing: bool,
+    /// Passes a batch is split into (consecutive examples, as even as possible), their
+    /// gradients summed: the same step with less memory.
+    pub micro_batches: usize,
 }
 
 impl SftPlan {
@@ -85,6 +89,24 @@ pub struct SftOutcome {
 /// the last, `checkpoint(step, model, seconds so far)` runs (an evaluation, say); its time does
 /// not count against the budget.
 pub fn sft(
+    model: CausalLm,
+    optim: &mut ModuleOptimizer,
+    examples: &[&Example],
+    pad: u32,
+    plan: &SftPlan,
+    checkpoint: &mut dyn FnMut(usize, &CausalLm, f64) -> Result<()>,
+) -> Result<(CausalLm, SftOutcome)> {
+    sft_on(&Local, model, optim, examples, pad, plan, checkpoint)
+}
+
+/// [`sft`] on the ranks of `collective`: each step's passes (`micro_batches` rounded up to a
+/// multiple of the ranks) are shared out ([`share`]), each pass's loss is its tokens' part of
+/// the batch's token mean, the gradients are summed over the ranks and every rank takes the
+/// same step (with the passes one process would run, that process's step); rank 0's clock
+/// decides the budget and the learning-rate decay for all.
+#[allow(clippy::too_many_arguments)]
+pub fn sft_on(
+    collective: &dyn Collective,
     mut model: CausalLm,
     optim: &mut ModuleOptimizer,
     examples: &[&Example],
@@ -99,22 +121,42 @@ pub fn sft(
     for step in 0..plan.steps {
         let started = Instant::now();
         let batch: Vec<&Example> = (0..plan.batch_size).map(|i| examples[(step * plan.batch_size + i) % examples.len()]).collect();
-        let prompts: Vec<Vec<u32>> = batch.iter().map(|e| e.0.clone()).collect();
-        let completions: Vec<Vec<u32>> = batch.iter().map(|e| e.1.clone()).collect();
-        let logprobs = if plan.prefix_sharing {
-            completion_logprobs_tree(&model, &prompts, &completions, 1.0)
-        } else {
-            completion_logprobs(&model, &prompts, &completions, pad, 1.0)
-        };
-        let loss = sft_loss(logprobs);
-        let value = loss.clone().into_scalar::<f32>() as f64;
+        let tokens: usize = batch.iter().map(|e| e.1.len()).sum();
+        let (size, parts) = (collective.size(), plan.micro_batches.max(1));
+        let parts = parts.div_ceil(size) * size;
+        let mut accumulated = GradientsAccumulator::new();
+        let mut values = Vec::new();
+        for part in share(parts, collective.rank(), size) {
+            let mine = &batch[share(batch.len(), part, parts)];
+            if mine.is_empty() {
+                continue;
+            }
+            let prompts: Vec<Vec<u32>> = mine.iter().map(|e| e.0.clone()).collect();
+            let completions: Vec<Vec<u32>> = mine.iter().map(|e| e.1.clone()).collect();
+            let logprobs = if plan.prefix_sharing {
+                completion_logprobs_tree(&model, &prompts, &completions, 1.0)
+            } else {
+                completion_logprobs(&model, &prompts, &completions, pad, 1.0)
+            };
+            let loss = sft_loss(logprobs, tokens);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if value.is_finite() {
+                accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            }
+            values.push(value);
+        }
+        let mut grads = accumulated.grads();
+        let value: f64 = gather_concat(collective, values).into_iter().sum();
         if !value.is_finite() {
             return Err(TrainError::NonFinite(format!("SFT step {}: non-finite loss {value}", step + 1)));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        sum_gradients(collective, &model, &mut grads);
         model = optim.step(plan.rate(step, outcome.seconds), model, grads);
         outcome.losses.push(value);
         outcome.seconds += started.elapsed().as_secs_f64();
+        if collective.size() > 1 {
+            outcome.seconds = gather_concat(collective, vec![outcome.seconds])[0];
+        }
         let out_of_time = plan.budget.is_some_and(|b| outcome.seconds >= b.as_secs_f64());
         let last = step + 1 == plan.steps || out_of_time;
         if last || (plan.every > 0 && (step + 1) % plan.every == 0) {
@@ -162,9 +204,10 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
         budget: (ws.minutes > 0.0).then(|| Duration::from_secs_f64(ws.minutes * 60.0)),
         every: ws.eval_every,
         prefix_sharing: c.grpo.prefix_sharing,
+        micro_batches: ws.gradient_accumulation_steps,
     };
     let mut evaluate = |step: usize, m: &CausalLm, seconds: f64| s.evaluate(curve, &m.valid(), &format!("warm_start-{step}"), 0, seconds).map(|_| ());
-    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples, tok.pad_id, &plan, &mut evaluate)?;
+    let (model, outcome) = sft_on(s.collective, model, &mut c.grpo.adamw.build(), &examples, tok.pad_id, &plan, &mut evaluate)?;
     let (first, last) = (outcome.losses.first().copied(), outcome.losses.last().copied());
     let seen_examples = (outcome.losses.len() * ws.batch_size).min(examples.len());
     let record = WarmStartRecord {
@@ -175,7 +218,9 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
         last_loss: last,
         seconds: outcome.seconds,
     };
-    write_json(&s.run_dir.join("warm_start.json"), &record)?;
+    if s.writes() {
+        write_json(&s.run_dir.join("warm_start.json"), &record)?;
+    }
     s.log(&format!(
         "warm start: {} SFT steps on {} examples ({} distinct targets) in {:.1} min, loss {:.4} -> {:.4}",
         record.steps,
@@ -202,9 +247,12 @@ fn rationale_examples(s: &Session, model: &CausalLm, roles: &Roles, targets: &[T
         .collect();
     let (targets, items): (Vec<Target>, Vec<RecognitionItem>) = items.into_iter().unzip();
     let writer = model.valid();
-    let policy = ModelPolicy { model: &writer, tok, sampling: c.grpo.sampling(), score_rows: c.eval.batch_size, vectors: None };
+    let own = ModelPolicy { model: &writer, tok, sampling: c.grpo.sampling(), score_rows: c.eval.batch_size, vectors: None };
+    let policy = Sharded { inner: &own, collective: s.collective };
     let written = rationales(&policy, roles, &items, &c.warm_start.rationale_hint, c.seed);
-    write_rationales(&s.run_dir.join("warm_start_rationales.jsonl"), &written)?;
+    if s.writes() {
+        write_rationales(&s.run_dir.join("warm_start_rationales.jsonl"), &written)?;
+    }
     let count = |v: Verdict| written.iter().filter(|r| r.verdict() == v).count();
     s.log(&format!(
         "warm start: kept {} of {} self-written rationales; rejected {} naming an emotion, {} whose label-free re-prediction disagrees, {} empty",
@@ -234,7 +282,9 @@ pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Fly
         let (item, completion) = &kept[i % kept.len()];
         serde_json::json!({ "source": item.source, "label": item.gold.name(), "completion": completion })
     });
-    write_json_lines(&s.run_dir.join(format!("iter-{k}/replay.jsonl")), lines)?;
+    if s.writes() {
+        write_json_lines(&s.run_dir.join(format!("iter-{k}/replay.jsonl")), lines)?;
+    }
     let plan = SftPlan {
         steps,
         batch_size: sp.sft_batch_size,
@@ -244,19 +294,19 @@ pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Fly
         budget: None,
         every: 0,
         prefix_sharing: c.grpo.prefix_sharing,
+        micro_batches: 1,
     };
-    let (model, outcome) = sft(model, &mut c.grpo.adamw.build(), &examples.iter().collect::<Vec<_>>(), tok.pad_id, &plan, &mut |_, _, _| Ok(()))?;
+    let examples: Vec<&Example> = examples.iter().collect();
+    let (model, outcome) = sft_on(s.collective, model, &mut c.grpo.adamw.build(), &examples, tok.pad_id, &plan, &mut |_, _, _| Ok(()))?;
     let losses = &outcome.losses;
-    writeln!(
-        s.events.borrow_mut(),
+    s.event(&format!(
         "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:.4} -> {:.4}",
         losses.len(),
         examples.len(),
         k - 1,
         losses.first().copied().unwrap_or(f64::NAN),
         losses.last().copied().unwrap_or(f64::NAN)
-    )
-    .at(&s.run_dir.join("events.log"))?;
+    ))?;
     Ok((model, outcome.seconds))
 }
 

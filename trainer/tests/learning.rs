@@ -154,7 +154,8 @@ fn sft_loss_is_completion_cross_entropy_and_teaches_the_completion() {
         nll.extend(c.iter().enumerate().map(|(j, t)| -(lp[(p.len() + j - 1) * 16 + *t as usize] as f64)));
     }
     let reference = nll.iter().sum::<f64>() / nll.len() as f64;
-    let loss = |m: &CausalLm| sft_loss(selfemo_model::completion_logprobs(m, &prompts, &completions, 0, 1.0));
+    let tokens = completions.iter().map(Vec::len).sum();
+    let loss = |m: &CausalLm| sft_loss(selfemo_model::completion_logprobs(m, &prompts, &completions, 0, 1.0), tokens);
     let first = loss(&model).into_scalar::<f32>() as f64;
     assert!((first - reference).abs() < 1e-5, "sft loss {first} vs reference {reference}");
     let mut optim = AdamWSettings::default().build();
@@ -322,8 +323,17 @@ fn an_sft_pass_reports_every_n_steps_and_stops_when_its_budget_is_spent() {
     let model = CausalLm::random(&config, 9, &Device::flex().autodiff());
     let examples: Vec<Example> = vec![(vec![1, 2, 4, 3], vec![8, 9]), (vec![1, 5, 3], vec![10])];
     let refs: Vec<&Example> = examples.iter().collect();
-    let plan =
-        SftPlan { steps: 7, batch_size: 2, learning_rate: 1e-2, decay: LrDecay::Constant, min_lr_ratio: 1.0, budget: None, every: 3, prefix_sharing: true };
+    let plan = SftPlan {
+        steps: 7,
+        batch_size: 2,
+        learning_rate: 1e-2,
+        decay: LrDecay::Constant,
+        min_lr_ratio: 1.0,
+        budget: None,
+        every: 3,
+        prefix_sharing: true,
+        micro_batches: 1,
+    };
     let mut seen = Vec::new();
     let (_, out) = sft(model.clone(), &mut AdamWSettings::default().build(), &refs, 0, &plan, &mut |step, _, seconds| {
         seen.push((step, seconds));
@@ -356,7 +366,8 @@ fn a_cosine_sft_pass_decays_to_its_floor_by_steps_or_by_time() {
     // Floor 0: the last of 3 steps runs at rate 0 and leaves the weights as the second left them;
     // at a constant rate the last step moves them.
     for (decay, last_step_moves) in [(LrDecay::Cosine, false), (LrDecay::Constant, true)] {
-        let plan = SftPlan { steps: 3, batch_size: 2, learning_rate: 1e-2, decay, min_lr_ratio: 0.0, budget: None, every: 1, prefix_sharing: true };
+        let plan =
+            SftPlan { steps: 3, batch_size: 2, learning_rate: 1e-2, decay, min_lr_ratio: 0.0, budget: None, every: 1, prefix_sharing: true, micro_batches: 1 };
         let mut after = Vec::new();
         sft(model.clone(), &mut AdamWSettings::default().build(), &refs, 0, &plan, &mut |_, m, _| {
             after.push(probe(m));
@@ -377,6 +388,7 @@ fn a_cosine_sft_pass_decays_to_its_floor_by_steps_or_by_time() {
         budget: Some(std::time::Duration::from_secs(60)),
         every: 0,
         prefix_sharing: true,
+        micro_batches: 1,
     };
     assert!((by_time.rate(10, 30.0) - 5.5e-4).abs() < 1e-15);
     assert!((by_time.rate(10, 90.0) - 1e-4).abs() < 1e-15, "past the budget: the floor");

@@ -99,6 +99,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
         frozen: frozen.as_ref(),
         settings: run.update_settings(tokenizer.pad_id),
         schedule: LrSchedule::constant(1e-6),
+        collective: &selfemo_trainer::collective::Local,
     };
     let draw = EmotionDraw::new(sp.target_emotion, &corpus);
     let mut optim = g.adamw.build();

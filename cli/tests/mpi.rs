@@ -1,0 +1,198 @@
+//! Data-parallel training on MPI: `mpirun -np 2 selfemo train` equals the one-process run of
+//! the same config (the same samples, rewards and flywheel rows; float statistics and weights
+//! to summation-order noise), and a rank killed mid-run stops the whole run, which `--resume`
+//! then finishes. Needs the `mpi` feature and Open MPI's `mpirun`: `scripts/test` runs it under
+//! CI=true (`cargo test -p selfemo-cli --features mpi --test mpi`); elsewhere it says why it
+//! skips.
+
+#[path = "../../trainer/tests/common/mod.rs"]
+mod common;
+
+use selfemo_trainer::checkpoint::State;
+use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::metrics_log::Row;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether the test can run here; prints why not (and fails under CI=true, where it must run).
+fn mpi_available() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let missing = if !cfg!(feature = "mpi") {
+        Some("selfemo-cli built without the `mpi` feature")
+    } else if Command::new("mpirun").arg("--version").output().is_err() {
+        Some("no `mpirun` on PATH (apt-get install openmpi-bin libopenmpi-dev)")
+    } else {
+        None
+    };
+    match missing {
+        Some(why) if ci && cfg!(feature = "mpi") => panic!("CI=true but {why}"),
+        Some(why) => {
+            eprintln!("skipped: {why}; scripts/test runs it under CI=true");
+            false
+        }
+        None => true,
+    }
+}
+
+/// The run `name`: the shared tiny run with 4 prompt groups per step (2 per rank), 2 update
+/// and 2 SFT micro-batches (one per rank, the passes one process runs too), a checkpoint every
+/// step, and β = 0. The cut 2-layer model earns equal rewards in every group, so its SELF-GRPO
+/// gradients are exactly 0 whatever the ranks; the warm start carries the gradients that the
+/// all-reduce must sum exactly (`trainer/tests/data_parallel.rs` checks updates with signal).
+fn tiny(dir: &Path, name: &str) -> Option<(RunConfig, PathBuf)> {
+    let mut c = common::config(dir, name)?;
+    c.grpo.prompts_per_step = 4;
+    c.grpo.gradient_accumulation_steps = 2;
+    c.grpo.max_steps = 3;
+    c.grpo.save_steps = 1;
+    c.warm_start.steps = 8;
+    c.warm_start.batch_size = 4;
+    c.warm_start.gradient_accumulation_steps = 2;
+    c.grpo.beta = 0.0;
+    c.selfplay.responder_prompts_per_step = 4;
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
+    Some((c, path))
+}
+
+fn mpirun(ranks: usize) -> Command {
+    let mut cmd = Command::new("mpirun");
+    // Root in containers, more ranks than cores on a 2-core CI machine, loopback only.
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", "-np", &ranks.to_string()]);
+    cmd.arg(env!("CARGO_BIN_EXE_selfemo"));
+    cmd
+}
+
+fn check(out: Output, what: &str) {
+    assert!(out.status.success(), "{what} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn rows(run: &Path) -> Vec<Row> {
+    let dir = selfemo_trainer::checkpoint::latest(run).expect("a checkpoint");
+    serde_json::from_slice::<State>(&std::fs::read(dir.join("state.json")).unwrap()).unwrap().rows
+}
+
+/// Largest difference between two runs' final weights (f32 safetensors of the same layout).
+fn weight_gap(a: &Path, b: &Path) -> f32 {
+    let read = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
+    let (x, y) = (read(a), read(b));
+    let header = 8 + u64::from_le_bytes(x[..8].try_into().unwrap()) as usize;
+    assert_eq!(x[..header], y[..header], "same tensors, same layout");
+    let floats = |v: &[u8]| v[header..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    floats(&x).iter().zip(floats(&y)).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
+}
+
+/// Two runs' metric rows, less timings and traffic: sampled tokens, rewards and counts
+/// exactly; the float statistics (loss, KL, entropy, gradient norm) within `rel` relative, or
+/// 1e-7 absolute for values at f32's noise floor (a gradient norm of 2e-7 when every advantage
+/// is 0 and the policy is its own reference).
+fn assert_same_rows(a: &[Row], b: &[Row], rel: f64) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        let keys = |r: &Row| {
+            r.values.keys().filter(|k| !k.starts_with("timing/") && !k.starts_with("comm/") && *k != "tokens_per_second").cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(keys(x), keys(y), "step {}", x.step);
+        for k in keys(x) {
+            let (p, q) = (x.values[&k], y.values[&k]);
+            let exact = k.starts_with("reward")
+                || k.starts_with("flywheel/")
+                || k.starts_with("selfplay/")
+                || k.starts_with("completions/")
+                || k.starts_with("responder/");
+            let close = if exact { p.to_bits() == q.to_bits() } else { (p - q).abs() <= rel * p.abs().max(q.abs()) + 1e-7 };
+            if !exact && p != q {
+                eprintln!("step {} {k}: {p} vs {q} ({:.1e} relative)", x.step, (p - q).abs() / p.abs().max(q.abs()));
+            }
+            assert!(close, "step {} {k}: {p} vs {q}", x.step);
+        }
+    }
+}
+
+fn flywheels(run: &Path, iterations: usize) -> Vec<Vec<selfemo_selfplay::FlywheelRow>> {
+    (1..=iterations).map(|k| selfemo_selfplay::store::read(&run.join(format!("iter-{k}/flywheel.parquet"))).unwrap()).collect()
+}
+
+#[test]
+fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
+    if !mpi_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((one, one_toml)) = tiny(dir.path(), "one") else { return };
+    let (two, two_toml) = tiny(dir.path(), "two").unwrap();
+    check(Command::new(env!("CARGO_BIN_EXE_selfemo")).args(["train", one_toml.to_str().unwrap()]).output().unwrap(), "one process");
+    let started = Instant::now();
+    check(mpirun(2).args(["train", two_toml.to_str().unwrap()]).output().unwrap(), "mpirun -np 2");
+    eprintln!("mpirun -np 2: {:.1} s", started.elapsed().as_secs_f64());
+
+    let (a, b) = (rows(&one.run_dir()), rows(&two.run_dir()));
+    assert_eq!(b.len(), 3);
+    assert_same_rows(&a, &b, 1e-5);
+    for r in &b {
+        assert!(r.values["comm/update_bytes"] > 0.0 && r.values["comm/rollout_bytes"] > 0.0, "step {}: traffic is counted", r.step);
+        eprintln!(
+            "step {}: update all-reduce {:.1} MB in {:.3} s, rollouts gathered {:.1} kB in {:.3} s",
+            r.step,
+            r.values["comm/update_bytes"] / 1e6,
+            r.values["comm/update_seconds"],
+            r.values["comm/rollout_bytes"] / 1e3,
+            r.values["comm/rollout_seconds"]
+        );
+    }
+    assert!(!a[0].values.contains_key("comm/update_bytes"), "one process sends nothing");
+    let gap = weight_gap(&one.run_dir(), &two.run_dir());
+    eprintln!("largest weight difference after 3 steps: {gap:e}");
+    assert!(gap < 1e-6, "final weights: {gap}");
+    let iterations = one.selfplay.iterations;
+    assert_eq!(flywheels(&one.run_dir(), iterations), flywheels(&two.run_dir(), iterations), "the same flywheel rows");
+    let read = |run: PathBuf, file: &str| std::fs::read_to_string(run.join(file)).unwrap();
+    assert_eq!(read(one.run_dir(), "test.json"), read(two.run_dir(), "test.json"), "the same test report");
+
+    // A rank killed after the first checkpoint: the launcher ends the whole run, promptly.
+    let (killed, killed_toml) = tiny(dir.path(), "killed").unwrap();
+    let mut run = mpirun(2).args(["train", killed_toml.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let first = killed.run_dir().join("checkpoints/step-1/state.json");
+    let started = Instant::now();
+    while !first.is_file() {
+        assert!(run.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        assert!(started.elapsed() < Duration::from_secs(600), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rank1 = rank_pid(1, &killed_toml).expect("rank 1 is running");
+    Command::new("kill").args(["-9", &rank1.to_string()]).status().unwrap();
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(60), "the run hangs after losing a rank");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    eprintln!("after the kill the run stopped in {:.1} s: {status}; mpirun said:\n{stderr}", killed_at.elapsed().as_secs_f64());
+    assert!(!status.success(), "a run that lost a rank must fail");
+    assert!(stderr.contains("signal 9") || stderr.contains("Killed") || stderr.contains("exited"), "the launcher names the lost rank:\n{stderr}");
+    let last = selfemo_trainer::checkpoint::latest(&killed.run_dir()).expect("a whole checkpoint survives");
+    check(mpirun(2).args(["train", killed_toml.to_str().unwrap(), "--resume"]).output().unwrap(), "mpirun -np 2 --resume");
+    let events = std::fs::read_to_string(killed.run_dir().join("events.log")).unwrap();
+    assert!(events.contains(&format!("resumed from {}", last.display())), "{events}");
+    let resumed = rows(&killed.run_dir());
+    assert_same_rows(&a, &resumed, 1e-5);
+    assert!(weight_gap(&one.run_dir(), &killed.run_dir()) < 1e-6, "the resumed run ends where one process does");
+}
+
+/// The process id of rank `rank` of the mpirun job training `config`.
+fn rank_pid(rank: usize, config: &Path) -> Option<u32> {
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        let ours = String::from_utf8_lossy(&cmdline).contains(config.to_str()?);
+        let is_rank = environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes());
+        (ours && is_rank && !String::from_utf8_lossy(&cmdline).starts_with("mpirun")).then_some(pid)
+    })
+}
