@@ -50,6 +50,7 @@ fn tiny(dir: &Path, name: &str) -> Option<(RunConfig, PathBuf)> {
     c.warm_start.batch_size = 4;
     c.warm_start.gradient_accumulation_steps = 2;
     c.grpo.beta = 0.0;
+    (c.eval.dev_limit, c.eval.test_limit) = (5, 5);
     c.selfplay.responder_prompts_per_step = 4;
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
@@ -147,8 +148,23 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
     assert!(gap < 1e-6, "final weights: {gap}");
     let iterations = one.selfplay.iterations;
     assert_eq!(flywheels(&one.run_dir(), iterations), flywheels(&two.run_dir(), iterations), "the same flywheel rows");
+    // Evaluation sharded over the ranks: the same dev curve, test report and predictions.
     let read = |run: PathBuf, file: &str| std::fs::read_to_string(run.join(file)).unwrap();
     assert_eq!(read(one.run_dir(), "test.json"), read(two.run_dir(), "test.json"), "the same test report");
+    let curve = |run: PathBuf| selfemo_trainer::evaluation::read_dev_curve(&run).unwrap().into_iter().map(|e| (e.stage, e.dev)).collect::<Vec<_>>();
+    assert_eq!(curve(one.run_dir()), curve(two.run_dir()), "the same dev evaluations");
+    for mode in ["score", "generate"] {
+        let predictions = |run: PathBuf| selfemo_eval::predictions::read(&run.join(format!("test-{mode}.predictions.parquet"))).unwrap();
+        let (p, q) = (predictions(one.run_dir()), predictions(two.run_dir()));
+        assert_eq!(p.len(), one.eval.test_limit);
+        // The same answers; score mode's log-probs to the noise of other tree batches.
+        for (x, y) in p.iter().zip(&q) {
+            assert_eq!((&x.text, x.turn), (&y.text, y.turn), "{mode}: the same per-target predictions");
+            let (lx, ly) = (x.label_logprobs.clone().unwrap_or_default(), y.label_logprobs.clone().unwrap_or_default());
+            assert_eq!(lx.len(), ly.len());
+            assert!(lx.iter().zip(&ly).all(|(a, b)| (a - b).abs() < 1e-4), "{mode}: {lx:?} vs {ly:?}");
+        }
+    }
 
     // A rank killed after the first checkpoint: the launcher ends the whole run, promptly.
     let (killed, killed_toml) = tiny(dir.path(), "killed").unwrap();

@@ -5,6 +5,7 @@
 //! configured mode, with an optional logit adjustment fitted on the best stage's dev scores.
 //! Every evaluation writes its per-target predictions beside its report.
 
+use crate::collective::{Collective, gather_concat, share};
 use crate::config::RunConfig;
 use crate::error::{AtPath, Result};
 use crate::run_dir::write_json;
@@ -83,25 +84,52 @@ pub struct DevResult {
     pub reward: Option<f64>,
 }
 
-/// Scores models on a run's dev and test targets, with the run's own prompts.
+/// Scores models on a run's dev and test targets, with the run's own prompts; in a
+/// data-parallel run each rank scores a contiguous share of the targets and every rank gets
+/// every prediction.
 pub struct Evaluator<'a> {
     config: &'a RunConfig,
     corpus: &'a Corpus,
     tok: &'a TextTokenizer,
+    collective: &'a dyn Collective,
     /// The dev targets every dev evaluation scores.
     pub dev: Vec<Target>,
 }
 
 impl<'a> Evaluator<'a> {
-    /// The evaluator of `config`'s dev sample of `corpus`.
-    pub fn new(config: &'a RunConfig, corpus: &'a Corpus, tok: &'a TextTokenizer) -> Self {
+    /// The evaluator of `config`'s dev sample of `corpus`, on the ranks of `collective`.
+    pub fn new(config: &'a RunConfig, corpus: &'a Corpus, tok: &'a TextTokenizer, collective: &'a dyn Collective) -> Self {
         let dev = stratified(corpus, corpus.targets(selfemo_datasets::Split::Dev), config.eval.dev_limit, config.seed);
-        Self { config, corpus, tok, dev }
+        Self { config, corpus, tok, collective, dev }
     }
 
     /// Each target's prediction by `model` in `mode`, from the run's prompts (score mode: its
-    /// template with a reply prefix that ends where the label goes).
+    /// template with a reply prefix that ends where the label goes), this rank predicting its
+    /// share ([`share`]) and gathering the others'.
     pub fn predict(&self, model: &CausalLm, targets: &[Target], mode: EvalMode) -> Vec<Prediction> {
+        let c = self.collective;
+        if c.size() == 1 {
+            return self.predict_here(model, targets, mode);
+        }
+        let emotions: Vec<_> = self.corpus.dataset.labels().emotions().collect();
+        let index = |e: selfemo_datasets::Emotion| emotions.iter().position(|x| *x == e).expect("predictions are of the run's label set");
+        let mine = self.predict_here(model, &targets[share(targets.len(), c.rank(), c.size())], mode);
+        let wire: Vec<(usize, Option<usize>, Option<String>, Option<Vec<f64>>)> =
+            mine.into_iter().map(|p| (index(p.gold), p.predicted.map(index), p.completion, p.label_logprobs)).collect();
+        gather_concat(c, wire)
+            .into_iter()
+            .zip(targets)
+            .map(|((gold, predicted, completion, label_logprobs), target)| Prediction {
+                target: *target,
+                gold: emotions[gold],
+                predicted: predicted.map(|i| emotions[i]),
+                completion,
+                label_logprobs,
+            })
+            .collect()
+    }
+
+    fn predict_here(&self, model: &CausalLm, targets: &[Target], mode: EvalMode) -> Vec<Prediction> {
         let (c, labels) = (self.config, self.corpus.dataset.labels());
         let (w, budget) = (c.data.context_window, c.data.max_prompt_tokens);
         match mode {

@@ -93,7 +93,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
         tok: &tokenizer,
         model_config: &model_config,
         run_dir: &run_dir,
-        evaluator: Evaluator::new(config, &corpus, &tokenizer),
+        evaluator: Evaluator::new(config, &corpus, &tokenizer, collective),
         events: RefCell::new(events),
         progress: options.progress,
         collective,
