@@ -72,6 +72,10 @@ pub fn stratified(corpus: &Corpus, mut targets: Vec<Target>, limit: usize, seed:
     out
 }
 
+/// A prediction as it travels between ranks: gold and predicted label by index in the label
+/// set, the completion, the label log-probs (the target is known from its position).
+type WirePrediction = (usize, Option<usize>, Option<String>, Option<Vec<f64>>);
+
 /// One dev evaluation's scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DevResult {
@@ -114,8 +118,7 @@ impl<'a> Evaluator<'a> {
         let emotions: Vec<_> = self.corpus.dataset.labels().emotions().collect();
         let index = |e: selfemo_datasets::Emotion| emotions.iter().position(|x| *x == e).expect("predictions are of the run's label set");
         let mine = self.predict_here(model, &targets[share(targets.len(), c.rank(), c.size())], mode);
-        let wire: Vec<(usize, Option<usize>, Option<String>, Option<Vec<f64>>)> =
-            mine.into_iter().map(|p| (index(p.gold), p.predicted.map(index), p.completion, p.label_logprobs)).collect();
+        let wire: Vec<WirePrediction> = mine.into_iter().map(|p| (index(p.gold), p.predicted.map(index), p.completion, p.label_logprobs)).collect();
         gather_concat(c, wire)
             .into_iter()
             .zip(targets)
