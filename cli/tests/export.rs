@@ -143,7 +143,9 @@ fn real_clients_read_the_default_models_exports_and_its_q8_0_gguf() {
     check_real_clients(&python, &source, &hf_dir, &f32_file);
 
     // q8_0 in llama.cpp (8-bit weights and activations) after the France prompt: the same top
-    // three candidates as selfemo's f32, logits within 0.5.
+    // three candidates as selfemo's f32, logits within 4% (measured: 0.68 of 25.3 with
+    // llama.cpp built for an AVX2 Zen 3, under 0.5 on another machine; a misread tensor is off
+    // by tens and changes the candidates).
     let tok = &source.tokenizer;
     let france = tok.encode(&tok.chat_prompt(&conversations()[0]));
     let answer = ask_clients(&python, serde_json::json!({"gguf": q8_file, "prompts": [france], "n_tokens": 1, "eos": tok.eos_ids}));
@@ -154,7 +156,8 @@ fn real_clients_read_the_default_models_exports_and_its_q8_0_gguf() {
     let set = |ids: &[u64]| ids.iter().copied().collect::<std::collections::BTreeSet<u64>>();
     assert_eq!(set(&top[..3].iter().map(|p| p.0).collect::<Vec<_>>()), set(&ours[..3].iter().map(|i| *i as u64).collect::<Vec<_>>()), "{top:?}");
     for (id, logit) in &top[..3] {
-        assert!((logit - f64::from(want[*id as usize])).abs() < 0.5, "token {id}: llama.cpp q8_0 {logit}, selfemo f32 {}", want[*id as usize]);
+        let f32_logit = f64::from(want[*id as usize]);
+        assert!((logit - f32_logit).abs() < 0.04 * f32_logit.abs().max(10.0), "token {id}: llama.cpp q8_0 {logit}, selfemo f32 {f32_logit}");
     }
 }
 
