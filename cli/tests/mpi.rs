@@ -8,6 +8,7 @@
 #[path = "../../trainer/tests/common/mod.rs"]
 mod common;
 
+use common::weight_gap;
 use selfemo_trainer::checkpoint::State;
 use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::metrics_log::Row;
@@ -74,41 +75,10 @@ fn rows(run: &Path) -> Vec<Row> {
     serde_json::from_slice::<State>(&std::fs::read(dir.join("state.json")).unwrap()).unwrap().rows
 }
 
-/// Largest difference between two runs' final weights (f32 safetensors of the same layout).
-fn weight_gap(a: &Path, b: &Path) -> f32 {
-    let read = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
-    let (x, y) = (read(a), read(b));
-    let header = 8 + u64::from_le_bytes(x[..8].try_into().unwrap()) as usize;
-    assert_eq!(x[..header], y[..header], "same tensors, same layout");
-    let floats = |v: &[u8]| v[header..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
-    floats(&x).iter().zip(floats(&y)).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
-}
-
-/// Two runs' metric rows, less timings and traffic: sampled tokens, rewards and counts
-/// exactly; the float statistics (loss, KL, entropy, gradient norm) within `rel` relative, or
-/// 1e-7 absolute for values at f32's noise floor (a gradient norm of 2e-7 when every advantage
-/// is 0 and the policy is its own reference).
-fn assert_same_rows(a: &[Row], b: &[Row], rel: f64) {
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(b) {
-        let keys = |r: &Row| {
-            r.values.keys().filter(|k| !k.starts_with("timing/") && !k.starts_with("comm/") && *k != "tokens_per_second").cloned().collect::<Vec<_>>()
-        };
-        assert_eq!(keys(x), keys(y), "step {}", x.step);
-        for k in keys(x) {
-            let (p, q) = (x.values[&k], y.values[&k]);
-            let exact = k.starts_with("reward")
-                || k.starts_with("flywheel/")
-                || k.starts_with("selfplay/")
-                || k.starts_with("completions/")
-                || k.starts_with("responder/");
-            let close = if exact { p.to_bits() == q.to_bits() } else { (p - q).abs() <= rel * p.abs().max(q.abs()) + 1e-7 };
-            if !exact && p != q {
-                eprintln!("step {} {k}: {p} vs {q} ({:.1e} relative)", x.step, (p - q).abs() / p.abs().max(q.abs()));
-            }
-            assert!(close, "step {} {k}: {p} vs {q}", x.step);
-        }
-    }
+/// A data-parallel run against one process: rollouts batched differently (f32 noise), the
+/// same samples.
+fn assert_same_rows(a: &[Row], b: &[Row]) {
+    common::assert_same_rows(a, b, 1e-5, 1e-7);
 }
 
 fn flywheels(run: &Path, iterations: usize) -> Vec<Vec<selfemo_selfplay::FlywheelRow>> {
@@ -130,7 +100,7 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
 
     let (a, b) = (rows(&one.run_dir()), rows(&two.run_dir()));
     assert_eq!(b.len(), 3);
-    assert_same_rows(&a, &b, 1e-5);
+    assert_same_rows(&a, &b);
     for r in &b {
         assert!(r.values["comm/update_bytes"] > 0.0 && r.values["comm/rollout_bytes"] > 0.0, "step {}: traffic is counted", r.step);
         eprintln!(
@@ -196,7 +166,7 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
     let events = std::fs::read_to_string(killed.run_dir().join("events.log")).unwrap();
     assert!(events.contains(&format!("resumed from {}", last.display())), "{events}");
     let resumed = rows(&killed.run_dir());
-    assert_same_rows(&a, &resumed, 1e-5);
+    assert_same_rows(&a, &resumed);
     assert!(weight_gap(&one.run_dir(), &killed.run_dir()) < 1e-6, "the resumed run ends where one process does");
 }
 

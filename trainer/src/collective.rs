@@ -125,16 +125,15 @@ impl Collective for Counted<'_> {
     }
 
     fn sum_f32(&self, values: &mut [f32]) {
-        if self.size() > 1 {
-            self.count(std::mem::size_of_val(values), || self.inner.sum_f32(values));
-        }
+        self.count(std::mem::size_of_val(values), || self.inner.sum_f32(values));
     }
 
     fn gather_bytes(&self, mine: &[u8]) -> Vec<Vec<u8>> {
-        if self.size() == 1 {
-            return vec![mine.to_vec()];
-        }
         self.count(mine.len(), || self.inner.gather_bytes(mine))
+    }
+
+    fn barrier(&self) {
+        self.count(0, || self.inner.barrier());
     }
 }
 

@@ -202,11 +202,11 @@ pub fn sum_gradients<M: Module>(collective: &dyn Collective, model: &M, grads: &
     }
     let mut flat = Flatten { grads, values: Vec::new(), present: Vec::new() };
     model.visit(&mut flat);
-    let Flatten { mut values, mut present, .. } = flat;
-    values.append(&mut present.clone());
+    let Flatten { mut values, present, .. } = flat;
+    let n = values.len();
+    values.extend(present); // the flags travel in the same all-reduce
     collective.sum_f32(&mut values);
-    let flags = values.split_off(values.len() - present.len());
-    present.copy_from_slice(&flags);
+    let present = values.split_off(n);
     model.visit(&mut Unflatten { grads, values: &values, present: present.iter() });
 }
 

@@ -6,38 +6,13 @@
 
 mod common;
 
-use common::{config, config_with};
+use common::{config, config_with, weight_gap};
 use selfemo_trainer::run::{TrainOptions, train};
 use std::path::Path;
 
-/// Asserts two runs' metric rows agree, less timings: every sampled token, reward and count
-/// exactly, and the float statistics to 1e-9 relative. flex sums in parallel in an order that
-/// can vary between runs, so a gradient norm or an entropy can differ in its last bits.
-fn assert_same_rows(a: &[selfemo_trainer::metrics_log::Row], b: &[selfemo_trainer::metrics_log::Row]) {
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(b) {
-        assert_eq!(x.step, y.step);
-        let keys = |r: &selfemo_trainer::metrics_log::Row| {
-            r.values.keys().filter(|k| !k.starts_with("timing/") && *k != "tokens_per_second").cloned().collect::<Vec<_>>()
-        };
-        assert_eq!(keys(x), keys(y));
-        for k in keys(x) {
-            let (p, q) = (x.values[&k], y.values[&k]);
-            let exact = k.starts_with("reward") || k.starts_with("flywheel/") || k.starts_with("selfplay/") || k.starts_with("completions/");
-            let close = if exact { p.to_bits() == q.to_bits() } else { (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1e-6) };
-            assert!(close, "step {} {k}: {p} vs {q}", x.step);
-        }
-    }
-}
-
-/// Largest difference between two runs' final weights (f32 safetensors of the same layout).
-fn weight_gap(a: &Path, b: &Path) -> f32 {
-    let read = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
-    let (x, y) = (read(a), read(b));
-    let header = 8 + u64::from_le_bytes(x[..8].try_into().unwrap()) as usize;
-    assert_eq!(x[..header], y[..header], "same tensors, same layout");
-    let floats = |v: &[u8]| v[header..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
-    floats(&x).iter().zip(floats(&y)).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
+/// Two runs of one process agree to flex's summation-order noise.
+fn same_rows(a: &[selfemo_trainer::metrics_log::Row], b: &[selfemo_trainer::metrics_log::Row]) {
+    common::assert_same_rows(a, b, 1e-9, 1e-15);
 }
 
 #[test]
@@ -64,7 +39,7 @@ fn resumed_run_equals_uninterrupted_run() {
     assert!(a.rows[0].values["kl"].abs() < 1e-9, "KL at the first step: {}", a.rows[0].values["kl"]);
     assert!(a.rows[3].values["kl"] > 0.0, "the policy moved away from its reference");
     assert!(b.run_dir.join("reference.bpk").is_file());
-    assert_same_rows(&a.rows, &b.rows);
+    same_rows(&a.rows, &b.rows);
     assert!(weight_gap(&a.run_dir, &b.run_dir) < 1e-6, "final weights equal");
     // The stop fell on the end of iteration 1: the resumed run read its flywheel and went on.
     for k in 1..=2 {
@@ -123,5 +98,5 @@ fn dynamic_sampling_replaces_degenerate_groups_reproducibly() {
     let b = run("resample-b").unwrap();
     let events = std::fs::read_to_string(a.run_dir.join("events.log")).unwrap();
     assert!(events.contains("resampled"), "degenerate groups were replaced:\n{events}");
-    assert_same_rows(&a.rows, &b.rows);
+    same_rows(&a.rows, &b.rows);
 }

@@ -1,7 +1,9 @@
-//! The tiny run the resume tests share (the real default model cut to 2 layers).
+//! The tiny run the resume and data-parallel tests share (the real default model cut to 2
+//! layers), and how two of its runs are compared.
 #![allow(dead_code)]
 
 use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::metrics_log::Row;
 use std::path::Path;
 
 /// The tiny run named `name` under `dir`; `None` (the test skips) without the default model.
@@ -23,4 +25,35 @@ pub fn config_with(dir: &Path, name: &str, data: &str) -> Option<RunConfig> {
     let c: RunConfig = toml::from_str(&text).unwrap();
     c.validate().unwrap();
     Some(c)
+}
+
+/// Asserts two runs' metric rows agree, less timings and traffic: every sampled token, reward
+/// and count exactly, and the float statistics (loss, KL, entropy, gradient norm) within
+/// `rel` relative plus `floor` absolute. flex sums in parallel in an order that can vary between
+/// runs, so a gradient norm or an entropy can differ in its last bits.
+pub fn assert_same_rows(a: &[Row], b: &[Row], rel: f64, floor: f64) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.step, y.step);
+        let keys = |r: &Row| {
+            r.values.keys().filter(|k| !k.starts_with("timing/") && !k.starts_with("comm/") && *k != "tokens_per_second").cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(keys(x), keys(y), "step {}", x.step);
+        for k in keys(x) {
+            let (p, q) = (x.values[&k], y.values[&k]);
+            let exact = ["reward", "flywheel/", "selfplay/", "completions/", "responder/"].iter().any(|e| k.starts_with(e));
+            let close = if exact { p.to_bits() == q.to_bits() } else { (p - q).abs() <= rel * p.abs().max(q.abs()) + floor };
+            assert!(close, "step {} {k}: {p} vs {q}", x.step);
+        }
+    }
+}
+
+/// Largest difference between two runs' final weights (f32 safetensors of the same layout).
+pub fn weight_gap(a: &Path, b: &Path) -> f32 {
+    let read = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
+    let (x, y) = (read(a), read(b));
+    let header = 8 + u64::from_le_bytes(x[..8].try_into().unwrap()) as usize;
+    assert_eq!(x[..header], y[..header], "same tensors, same layout");
+    let floats = |v: &[u8]| v[header..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    floats(&x).iter().zip(floats(&y)).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
 }
