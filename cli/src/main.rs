@@ -74,7 +74,23 @@ enum BenchCommand {
     Train(bench::train::BenchTrainArgs),
 }
 
+/// Lets glibc's malloc keep freed memory for reuse. A training pass allocates and frees tens of
+/// MB per tensor; by default glibc serves each from a fresh mmap and returns it on free, so every
+/// pass faults in and zeroes its memory again (a third of an SFT step's time on a 2-core CPU,
+/// measured). Allocations up to 32 MB (glibc's largest mmap threshold) now come from the heap,
+/// which is trimmed only past 2 GB free and grows 256 MB at a time.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it runs before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data::run(cmd),

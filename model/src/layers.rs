@@ -1,6 +1,7 @@
 //! The decoder's building blocks. Field names are the HF checkpoint keys, and weights keep the
 //! HF `[out, in]` layout, so loading and export are straight key maps.
 
+use crate::tree_attention::TreeBlocks;
 use crate::{few_rows, rope};
 use burn::module::{Module, Param};
 use burn::tensor::module::attention;
@@ -122,12 +123,22 @@ pub struct AttentionContext {
     pub cos: Tensor<4>,
     /// sin table `[batch, 1, seq, hd]`.
     pub sin: Tensor<4>,
-    /// `true` = masked, `[batch, heads, seq, keys]`; `None` = plain causal with no padding.
-    pub mask: Option<Tensor<4, Bool>>,
+    /// Which keys each query sees.
+    pub mask: Masking,
     /// Cached keys before this call: where its keys are written.
     pub past: usize,
     /// Keys the cache holds after this call (its capacity, ≥ past + seq); the mask's last dim.
     pub capacity: usize,
+}
+
+/// Which keys each query of a forward call sees.
+pub enum Masking {
+    /// Plain causal, no padding: query i sees keys 0..=past + i.
+    Causal,
+    /// `true` = masked, `[batch, heads, seq, keys]`.
+    Dense(Tensor<4, Bool>),
+    /// A prefix tree (batch 1) attended in blocks of queries against the keys each block sees.
+    Blocks(TreeBlocks),
 }
 
 /// Grouped-query self-attention with optional q/k-norm (Qwen3).
@@ -180,9 +191,17 @@ impl Attention {
         // 5. share kv heads across their query group. One query per row (decoding): the
         // group's queries attend as a sequence of g against their kv head, with no K/V copies.
         let keys = k.dims()[2];
+        let mask = match &ctx.mask {
+            Masking::Blocks(blocks) => {
+                let out = blocks.attend(q, k, v).swap_dims(1, 2).reshape([b * t, h * hd]);
+                return self.o_proj.forward(out).reshape([b, t, d]);
+            }
+            Masking::Dense(m) => Some(m.clone()),
+            Masking::Causal => None,
+        };
         if t == 1 && h != kv {
             let g = h / kv;
-            let mask = ctx.mask.clone().map(|m| m.reshape([b, kv, g, keys]));
+            let mask = mask.map(|m| m.reshape([b, kv, g, keys]));
             let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             let out = attention(q.reshape([b, kv, g, hd]), k, v, mask, None, options);
             return self.o_proj.forward(out.reshape([b, h * hd])).reshape([b, t, d]);
@@ -193,8 +212,8 @@ impl Attention {
             }
             x.unsqueeze_dim::<5>(2).expand([b, kv, h / kv, keys, hd]).reshape([b, h, keys, hd])
         };
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: ctx.mask.is_none() };
-        let out = attention(q, repeat(k), repeat(v), ctx.mask.clone(), None, options);
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: mask.is_none() };
+        let out = attention(q, repeat(k), repeat(v), mask, None, options);
         // 6. merge heads and project out
         let out = out.swap_dims(1, 2).reshape([b * t, h * hd]);
         self.o_proj.forward(out).reshape([b, t, d])

@@ -22,6 +22,7 @@ pub mod sampling;
 pub mod score;
 pub mod steering;
 pub mod tokenizer;
+pub mod tree_attention;
 pub mod trie;
 pub mod weights;
 

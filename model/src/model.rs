@@ -1,7 +1,8 @@
 //! The causal language model: embedding, decoder layers, final norm, (tied) LM head.
 
-use crate::layers::{AttentionContext, DecoderLayer, LayerCache, Proj, RmsNorm};
+use crate::layers::{AttentionContext, DecoderLayer, LayerCache, Masking, Proj, RmsNorm};
 use crate::rope;
+use crate::tree_attention::TreeBlocks;
 use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -137,7 +138,10 @@ impl CausalLm {
         }
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let plain = capacity == t && valid.iter().all(|r| r.iter().all(|v| *v));
-        let mask = (!plain).then(|| causal_padding_mask(&cache_ref.valid, past, t, capacity, heads, &device));
+        let mask = match plain {
+            true => Masking::Causal,
+            false => Masking::Dense(causal_padding_mask(&cache_ref.valid, past, t, capacity, heads, &device)),
+        };
         self.run_layers(x, &positions, mask, cache_ref, steer, tap)
     }
 
@@ -185,18 +189,21 @@ impl CausalLm {
             row[past + i] = false;
         }
         cache.valid[0].extend(std::iter::repeat_n(true, n));
+        if let Some(blocks) = TreeBlocks::plan(&mask, n, capacity, &device) {
+            return self.run_layers(x, &[positions], Masking::Blocks(blocks), cache, None, None);
+        }
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, capacity]), &device).expand([1, heads, n, capacity]);
-        self.run_layers(x, &[positions], Some(mask), cache, None, None)
+        self.run_layers(x, &[positions], Masking::Dense(mask), cache, None, None)
     }
 
-    /// The decoder layers and final norm over embedded `x` at `positions`, under `mask`
-    /// (`None`: plain causal), growing `cache` when it has layers.
+    /// The decoder layers and final norm over embedded `x` at `positions`, under `mask`,
+    /// growing `cache` when it has layers.
     fn run_layers(
         &self,
         x: Tensor<3>,
         positions: &[Vec<usize>],
-        mask: Option<Tensor<4, Bool>>,
+        mask: Masking,
         cache: &mut KvCache,
         steer: Option<&[Tensor<2>]>,
         mut tap: Option<&mut Vec<Tensor<2>>>,

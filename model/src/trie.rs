@@ -4,7 +4,9 @@
 /// Token sequences merged into a prefix tree: each node a token, its parent, and per sequence
 /// its path of nodes.
 pub struct Trie {
-    /// Node tokens, parents before children.
+    /// Node tokens in depth-first order (children in the order their sequences came): a
+    /// subtree's nodes are consecutive, so blocks of consecutive nodes see few keys
+    /// ([`crate::tree_attention`]).
     pub tokens: Vec<u32>,
     /// Each node's parent (`None`: a root).
     pub parent: Vec<Option<usize>>,
@@ -33,7 +35,33 @@ impl Trie {
                 .collect();
             trie.paths.push(path);
         }
-        trie
+        trie.depth_first()
+    }
+
+    /// The same trie with its nodes renumbered in depth-first order.
+    fn depth_first(self) -> Self {
+        let n = self.tokens.len();
+        let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut stack: Vec<usize> = Vec::new();
+        for (i, p) in self.parent.iter().enumerate() {
+            match p {
+                Some(p) => kids[*p].push(i),
+                None => stack.push(i),
+            }
+        }
+        stack.reverse();
+        let mut new_index = vec![0; n];
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = stack.pop() {
+            new_index[i] = order.len();
+            order.push(i);
+            stack.extend(kids[i].iter().rev());
+        }
+        Trie {
+            tokens: order.iter().map(|&i| self.tokens[i]).collect(),
+            parent: order.iter().map(|&i| self.parent[i].map(|p| new_index[p])).collect(),
+            paths: self.paths.into_iter().map(|path| path.into_iter().map(|i| new_index[i]).collect()).collect(),
+        }
     }
 }
 
@@ -47,5 +75,14 @@ mod tests {
         assert_eq!(t.tokens, [1, 2, 3, 4, 5]);
         assert_eq!(t.parent, [None, Some(0), Some(1), Some(1), None]);
         assert_eq!(t.paths, [vec![0, 1, 2], vec![0, 1, 3], vec![4], vec![0, 1, 2]]);
+    }
+
+    #[test]
+    fn nodes_are_numbered_depth_first() {
+        // Inserted 1 2 3, then 5 6, then 4 under 1 2: the subtree of 1 comes first, whole.
+        let t = Trie::of([&[1, 2, 3][..], &[5, 6], &[1, 2, 4]].into_iter());
+        assert_eq!(t.tokens, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(t.parent, [None, Some(0), Some(1), Some(1), None, Some(4)]);
+        assert_eq!(t.paths, [vec![0, 1, 2], vec![4, 5], vec![0, 1, 3]]);
     }
 }

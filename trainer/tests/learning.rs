@@ -416,7 +416,9 @@ fn the_prefix_tree_layout_gives_the_padded_loss_and_every_gradient() {
     use selfemo_trainer::loss::{TokenBatch, grpo_loss};
     use selfemo_trainer::trainable::apply_trainable;
     for arch in [Architecture::Llama, Architecture::Qwen3] {
-        for (g, beta, lora) in [(1, 0.0, false), (4, 0.04, false), (4, 0.04, true)] {
+        // The last case's prompts are 150 tokens: its tree spans several attention blocks
+        // (`selfemo_model::tree_attention`), the others fit one dense call.
+        for (g, beta, lora, long) in [(1, 0.0, false, 0), (4, 0.04, false, 0), (4, 0.04, true, 0), (4, 0.04, true, 150)] {
             let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(arch) };
             let base = CausalLm::random(&config, 21, &Device::flex().autodiff());
             let model = if lora {
@@ -426,7 +428,12 @@ fn the_prefix_tree_layout_gives_the_padded_loss_and_every_gradient() {
             };
             let reference = CausalLm::random(&config, 22, &Device::flex());
             // Groups of G ragged completions of prompts that share a header, one of them twice.
-            let prompts_g = [vec![1, 2, 3, 4, 5], vec![1, 2, 3, 9], vec![1, 2, 3, 4, 5]];
+            let body = |seed: u32| (0..long).map(move |k| (seed * 7 + k * k) % 16);
+            let prompts_g: [Vec<u32>; 3] = [
+                [1, 2, 3, 4, 5].into_iter().chain(body(1)).collect(),
+                [1, 2, 3, 9].into_iter().chain(body(2)).collect(),
+                [1, 2, 3, 4, 5].into_iter().chain(body(1)).collect(),
+            ];
             let (mut prompts, mut completions) = (Vec::new(), Vec::new());
             for (i, p) in prompts_g.iter().enumerate() {
                 for j in 0..g {
@@ -450,13 +457,13 @@ fn the_prefix_tree_layout_gives_the_padded_loss_and_every_gradient() {
                 (stats.loss, gradients(&model, &GradientsParams::from_grads(loss.backward(), &model)))
             };
             let ((padded_loss, padded), (tree_loss, tree)) = (layout(false), layout(true));
-            assert!((padded_loss - tree_loss).abs() < 1e-5, "{arch:?} G={g}: loss {padded_loss} vs {tree_loss}");
+            assert!((padded_loss - tree_loss).abs() < 1e-5, "{arch:?} G={g} long={long}: loss {padded_loss} vs {tree_loss}");
             assert_eq!(padded.len(), tree.len());
             assert!(!padded.is_empty());
             for (a, b) in padded.iter().zip(&tree) {
                 let gap = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
                 let scale = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max).max(1e-3);
-                assert!(gap / scale < 1e-4, "{arch:?} G={g} beta={beta} lora={lora}: gradient gap {gap} (scale {scale})");
+                assert!(gap / scale < 1e-4, "{arch:?} G={g} beta={beta} lora={lora} long={long}: gradient gap {gap} (scale {scale})");
             }
         }
     }
