@@ -138,7 +138,7 @@ pub enum Masking {
     /// `true` = masked, `[batch, heads, seq, keys]`.
     Dense(Tensor<4, Bool>),
     /// A prefix tree (batch 1) attended in blocks of queries against the keys each block sees.
-    Blocks(TreeBlocks),
+    Blocks(Box<TreeBlocks>),
 }
 
 /// Grouped-query self-attention with optional q/k-norm (Qwen3).
