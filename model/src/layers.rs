@@ -132,13 +132,15 @@ pub struct AttentionContext {
 }
 
 /// Which keys each query of a forward call sees.
+// One per forward call, passed by reference to every layer: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Masking {
     /// Plain causal, no padding: query i sees keys 0..=past + i.
     Causal,
     /// `true` = masked, `[batch, heads, seq, keys]`.
     Dense(Tensor<4, Bool>),
     /// A prefix tree (batch 1) attended in blocks of queries against the keys each block sees.
-    Blocks(Box<TreeBlocks>),
+    Blocks(TreeBlocks),
 }
 
 /// Grouped-query self-attention with optional q/k-norm (Qwen3).

@@ -190,7 +190,7 @@ impl CausalLm {
         }
         cache.valid[0].extend(std::iter::repeat_n(true, n));
         if let Some(blocks) = TreeBlocks::plan(&mask, n, capacity, &device) {
-            return self.run_layers(x, &[positions], Masking::Blocks(Box::new(blocks)), cache, None, None);
+            return self.run_layers(x, &[positions], Masking::Blocks(blocks), cache, None, None);
         }
         let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, capacity]), &device).expand([1, heads, n, capacity]);
