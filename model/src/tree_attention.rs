@@ -136,7 +136,7 @@ mod tests {
     }
 
     fn values(t: Tensor<4>) -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec().expect("f32 values")
+        t.into_data().try_to_vec::<f32>().expect("f32 values")
     }
 
     fn gap(a: &[f32], b: &[f32]) -> f32 {
