@@ -10,7 +10,7 @@
 //! Written by hand: burn has no block-sparse attention, and this is a gather and one call of
 //! burn's `attention` (whose autodiff is burn's), not a kernel.
 
-use burn::tensor::module::attention;
+use crate::layers::attend;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -83,7 +83,7 @@ impl TreeBlocks {
         let gather = |x: Tensor<4>| x.select(2, self.keys.clone()).reshape([1, kv, nb, kw, hd]).swap_dims(1, 2).reshape([nb, kv, kw, hd]);
         let mask = self.mask.clone().expand([nb, kv, g, BLOCK, kw]).reshape([nb, kv, g * BLOCK, kw]);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = attention(q, gather(k), gather(v), Some(mask), None, options);
+        let out = attend(q, gather(k), gather(v), Some(mask), options);
         let out = out.reshape([1, nb, h, BLOCK, hd]).swap_dims(1, 2).reshape([1, h, padded, hd]);
         if padded > n { out.slice([0..1, 0..h, 0..n, 0..hd]) } else { out }
     }
@@ -94,6 +94,7 @@ mod tests {
     use super::*;
     use crate::trie::Trie;
     use burn::tensor::Distribution;
+    use burn::tensor::module::attention;
 
     /// The mask of a trie as `extend_tree` builds it without a cache: a token sees its ancestors
     /// and itself.
