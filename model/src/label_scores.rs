@@ -5,7 +5,7 @@
 //! vocabulary projection runs only where a label token is predicted.
 
 use crate::model::{CausalLm, KvCache};
-use crate::trie::Trie;
+use crate::trie::{Trie, depth_first_order};
 use burn::tensor::{Int, Tensor, TensorData, activation};
 
 /// A dialogue as token pieces: `header` (chat start up to the first line), one piece per line,
@@ -126,17 +126,31 @@ impl LabelTree {
         }
     }
 
+    /// The same tree with its tokens in depth-first order (picks in the order made), so that
+    /// each leaf's label chains follow it and blocks of the pass see few keys
+    /// ([`crate::tree_attention`]).
+    fn depth_first(self) -> Self {
+        let (order, rank) = depth_first_order(&self.parent);
+        LabelTree {
+            tokens: order.iter().map(|&i| self.tokens[i]).collect(),
+            parent: order.iter().map(|&i| self.parent[i].map(|p| rank[p])).collect(),
+            branch: order.iter().map(|&i| self.branch[i]).collect(),
+            picks: self.picks.into_iter().map(|(i, w)| (rank[i], w)).collect(),
+        }
+    }
+
     /// One tree pass off `prefix`, the vocabulary projection only at the picks; then per leaf
     /// (in the order branched) the log-prob of every label, the sum over its tokens.
     fn score(self, model: &CausalLm, prefix: &KvCache, labels: &[Vec<u32>]) -> Vec<Vec<f64>> {
+        let this = self.depth_first();
         let m = labels.len();
-        let leaves = self.picks.len() / (1 + labels.iter().map(|l| l.len() - 1).sum::<usize>());
-        let hidden = model.hidden_tree(&self.tokens, &self.parent, &self.branch, prefix);
+        let leaves = this.picks.len() / (1 + labels.iter().map(|l| l.len() - 1).sum::<usize>());
+        let hidden = model.hidden_tree(&this.tokens, &this.parent, &this.branch, prefix);
         let [_, n, d] = hidden.dims();
         let device = hidden.device();
-        let p = self.picks.len();
-        let at = Tensor::<1, Int>::from_data(TensorData::new(self.picks.iter().map(|(i, _)| *i as i64).collect(), [p]), &device);
-        let want = Tensor::<2, Int>::from_data(TensorData::new(self.picks.iter().flat_map(|(_, w)| w.iter().map(|t| *t as i64)).collect(), [p, m]), &device);
+        let p = this.picks.len();
+        let at = Tensor::<1, Int>::from_data(TensorData::new(this.picks.iter().map(|(i, _)| *i as i64).collect(), [p]), &device);
+        let want = Tensor::<2, Int>::from_data(TensorData::new(this.picks.iter().flat_map(|(_, w)| w.iter().map(|t| *t as i64)).collect(), [p, m]), &device);
         let lp = activation::log_softmax(model.logits(hidden.reshape([n, d]).select(0, at)), 1).gather(1, want);
         let lp = lp.try_to_vec_as::<f32>().expect("the backend reads back its own tensor");
         // walk the picks in the order they were made

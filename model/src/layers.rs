@@ -1,24 +1,14 @@
 //! The decoder's building blocks. Field names are the HF checkpoint keys, and weights keep the
 //! HF `[out, in]` layout, so loading and export are straight key maps.
 
+use crate::attention::attend;
 use crate::tree_attention::TreeBlocks;
 use crate::{few_rows, rope};
 use burn::module::{Module, Param};
-use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, activation};
 use burn::tensor::{DType, TensorData};
 use burn_flex::{Flex, FlexTensor};
-
-/// burn's attention. On an autodiff device with nothing to differentiate (a frozen layer below
-/// the trainable ones) it runs on the inner backend, whose fused kernel does not materialise
-/// the scores the way autodiff's decomposed attention does, and hands back a constant.
-pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>, options: AttentionModuleOptions) -> Tensor<4> {
-    if q.is_autodiff() && ![&q, &k, &v].iter().any(|t| t.is_tracked()) {
-        return attention(q.inner(), k.inner(), v.inner(), mask.map(Tensor::inner), None, options).autodiff();
-    }
-    attention(q, k, v, mask, None, options)
-}
 
 /// A bias-free projection y = x Wᵀ with W `[out, in]` (HF layout).
 #[derive(Module, Debug)]
@@ -200,9 +190,7 @@ impl Attention {
             Some(c) => c.write(k, v, ctx.past, ctx.capacity),
             None => (k, v),
         };
-        // 5. share kv heads across their query group. One query per row (decoding): the
-        // group's queries attend as a sequence of g against their kv head, with no K/V copies.
-        let keys = k.dims()[2];
+        // 5. a prefix tree attends in blocks, each against the keys its queries see
         let mask = match &ctx.mask {
             Masking::Blocks(blocks) => {
                 let out = blocks.attend(q, k, v).swap_dims(1, 2).reshape([b * t, h * hd]);
@@ -211,6 +199,9 @@ impl Attention {
             Masking::Dense(m) => Some(m.clone()),
             Masking::Causal => None,
         };
+        // 6. share kv heads across their query group. One query per row (decoding): the
+        // group's queries attend as a sequence of g against their kv head, with no K/V copies.
+        let keys = k.dims()[2];
         if t == 1 && h != kv {
             let g = h / kv;
             let mask = mask.map(|m| m.reshape([b, kv, g, keys]));
@@ -226,7 +217,7 @@ impl Attention {
         };
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: mask.is_none() };
         let out = attend(q, repeat(k), repeat(v), mask, options);
-        // 6. merge heads and project out
+        // 7. merge heads and project out
         let out = out.swap_dims(1, 2).reshape([b * t, h * hd]);
         self.o_proj.forward(out).reshape([b, t, d])
     }
@@ -289,26 +280,5 @@ impl DecoderLayer {
         let x = x + attn;
         let h = self.post_attention_layernorm.forward(x.clone()).reshape([b * t, d]);
         x + self.mlp.forward(h).reshape([b, t, d])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::{Device, Distribution};
-
-    #[test]
-    fn untracked_attention_runs_on_the_inner_backend_with_the_same_values() {
-        let device = Device::flex().autodiff();
-        let input = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let (q, k, v) = (input([2, 4, 9, 8]), input([2, 4, 9, 8]), input([2, 4, 9, 8]));
-        let mask = Tensor::<4>::random([2, 1, 9, 9], Distribution::Uniform(0.0, 1.0), &device).lower_elem(0.3).expand([2, 4, 9, 9]);
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let constant = attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()), options);
-        let tracked = attend(q.require_grad(), k, v, Some(mask), options);
-        assert!(constant.is_autodiff() && !constant.is_tracked(), "a constant on the autodiff device");
-        assert!(tracked.is_tracked(), "a tracked query keeps the graph");
-        let gap = (constant - tracked).abs().max().into_scalar::<f32>();
-        assert!(gap < 1e-5, "fused and decomposed attention differ by {gap}");
     }
 }

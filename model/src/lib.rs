@@ -5,6 +5,7 @@
 //! ([`score`]), prompts it with its own chat template ([`chat_template`]), and exports HF
 //! folders and GGUF files that transformers, vLLM and llama.cpp load ([`export`]).
 
+pub mod attention;
 pub mod chat_template;
 pub mod config;
 pub mod device;

@@ -163,36 +163,13 @@ impl CausalLm {
         let d = self.model.embed_tokens.weight.dims()[1];
         let ids = Tensor::<1, Int>::from_data(TensorData::new(tokens.iter().map(|t| *t as i64).collect(), [n]), &device);
         let x = self.model.embed_tokens.weight.val().select(0, ids).reshape([1, n, d]);
-        let past = cache.len();
         let capacity = cache.reserve(n);
-        // 1. per token: the cached prefix its root continues, its position, its ancestors
-        let (mut root_keys, mut positions) = (vec![0usize; n], vec![0usize; n]);
-        let mut mask = vec![true; n * capacity];
-        for i in 0..n {
-            let row = &mut mask[i * capacity..(i + 1) * capacity];
-            match parent[i] {
-                None => {
-                    root_keys[i] = branch[i].min(past);
-                    positions[i] = cache.valid[0][..root_keys[i]].iter().filter(|v| **v).count();
-                }
-                Some(p) => {
-                    root_keys[i] = root_keys[p];
-                    positions[i] = positions[p] + 1;
-                    let mut a = Some(p);
-                    while let Some(j) = a {
-                        row[past + j] = false;
-                        a = parent[j];
-                    }
-                }
-            }
-            (0..root_keys[i]).filter(|j| cache.valid[0][*j]).for_each(|j| row[j] = false);
-            row[past + i] = false;
-        }
+        let TreeMask { mask, positions } = TreeMask::new(parent, branch, cache);
         cache.valid[0].extend(std::iter::repeat_n(true, n));
-        if let Some(blocks) = TreeBlocks::plan(&mask, n, capacity, &device) {
+        let (heads, kv_heads) = self.model.layers.first().map_or((1, 1), |l| (l.self_attn.num_heads, l.self_attn.num_kv_heads));
+        if let Some(blocks) = TreeBlocks::plan(&mask, n, capacity, heads / kv_heads, &device) {
             return self.run_layers(x, &[positions], Masking::Blocks(blocks), cache, None, None);
         }
-        let heads = self.model.layers.first().map_or(1, |l| l.self_attn.num_heads);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, 1, n, capacity]), &device).expand([1, heads, n, capacity]);
         self.run_layers(x, &[positions], Masking::Dense(mask), cache, None, None)
     }
@@ -240,6 +217,47 @@ impl CausalLm {
         let logits = self.logits(h.reshape([b * t, d]));
         let v = logits.dims()[1];
         logits.reshape([b, t, v])
+    }
+}
+
+/// Which cache slots each token of a tree continuing row 0 of a cache sees, and its position.
+pub struct TreeMask {
+    /// `true` = masked, `tokens × capacity` row-major: a token sees the cached prefix its root
+    /// continues (real tokens only), its ancestors and itself, which take the key slots after
+    /// the cache's `len()` in tree order.
+    pub mask: Vec<bool>,
+    /// Each token's position id.
+    pub positions: Vec<usize>,
+}
+
+impl TreeMask {
+    /// The mask of the tree given by `parent` and `branch` (see [`CausalLm::hidden_tree`]) after
+    /// `cache`, whose capacity already holds the tree's tokens ([`KvCache::reserve`]).
+    pub fn new(parent: &[Option<usize>], branch: &[usize], cache: &KvCache) -> Self {
+        let (n, past, capacity) = (parent.len(), cache.len(), cache.capacity);
+        let (mut root_keys, mut positions) = (vec![0usize; n], vec![0usize; n]);
+        let mut mask = vec![true; n * capacity];
+        for i in 0..n {
+            let row = &mut mask[i * capacity..(i + 1) * capacity];
+            match parent[i] {
+                None => {
+                    root_keys[i] = branch[i].min(past);
+                    positions[i] = cache.valid[0][..root_keys[i]].iter().filter(|v| **v).count();
+                }
+                Some(p) => {
+                    root_keys[i] = root_keys[p];
+                    positions[i] = positions[p] + 1;
+                    let mut a = Some(p);
+                    while let Some(j) = a {
+                        row[past + j] = false;
+                        a = parent[j];
+                    }
+                }
+            }
+            (0..root_keys[i]).filter(|j| cache.valid[0][*j]).for_each(|j| row[j] = false);
+            row[past + i] = false;
+        }
+        Self { mask, positions }
     }
 }
 

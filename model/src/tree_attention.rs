@@ -10,7 +10,7 @@
 //! Written by hand: burn has no block-sparse attention, and this is a gather and one call of
 //! burn's `attention` (whose autodiff is burn's), not a kernel.
 
-use crate::layers::attend;
+use crate::attention::attend;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -28,14 +28,16 @@ pub struct TreeBlocks {
     pub width: usize,
     /// Per block, its K key slots, `[blocks · K]`.
     pub keys: Tensor<1, Int>,
-    /// `true` = masked, `[blocks, 1, 1, B, K]` (padded queries see their block's first slot).
-    pub mask: Tensor<5, Bool>,
+    /// `true` = masked, `[blocks, 1, g·B, K]`, each block's B rows once per query head of a kv
+    /// head's group of g (padded queries see their block's first slot).
+    pub mask: Tensor<4, Bool>,
 }
 
 impl TreeBlocks {
-    /// The blocked layout of `mask` (`true` = masked, `queries × keys`, row-major), or `None`
-    /// when it would not cut the score entries below three quarters of the dense n × keys.
-    pub fn plan(mask: &[bool], queries: usize, keys: usize, device: &Device) -> Option<Self> {
+    /// The blocked layout of `mask` (`true` = masked, `queries × keys`, row-major) for query
+    /// heads in groups of `group` per kv head, or `None` when it would not cut the score
+    /// entries below three quarters of the dense n × keys.
+    pub fn plan(mask: &[bool], queries: usize, keys: usize, group: usize, device: &Device) -> Option<Self> {
         let blocks = queries.div_ceil(BLOCK);
         let visible: Vec<Vec<usize>> = (0..blocks)
             .map(|b| {
@@ -48,24 +50,25 @@ impl TreeBlocks {
             return None;
         }
         let mut slots = Vec::with_capacity(blocks * width);
-        let mut masked = vec![true; blocks * BLOCK * width];
+        let mut masked = Vec::with_capacity(blocks * group * BLOCK * width);
         for (b, cols) in visible.iter().enumerate() {
             slots.extend(cols.iter().map(|&j| j as i64));
             slots.extend(std::iter::repeat_n(cols.first().copied().unwrap_or(0) as i64, width - cols.len()));
-            for r in 0..BLOCK {
-                let out = &mut masked[(b * BLOCK + r) * width..(b * BLOCK + r + 1) * width];
+            let mut rows = vec![true; BLOCK * width];
+            for (r, out) in rows.chunks_mut(width).enumerate() {
                 match b * BLOCK + r {
                     i if i < queries => cols.iter().enumerate().for_each(|(c, &j)| out[c] = mask[i * keys + j]),
                     _ => out[0] = false,
                 }
             }
+            (0..group).for_each(|_| masked.extend_from_slice(&rows));
         }
         Some(Self {
             queries,
             blocks,
             width,
             keys: Tensor::from_data(TensorData::new(slots, [blocks * width]), device),
-            mask: Tensor::from_data(TensorData::new(masked, [blocks, 1, 1, BLOCK, width]), device),
+            mask: Tensor::from_data(TensorData::new(masked, [blocks, 1, group * BLOCK, width]), device),
         })
     }
 
@@ -73,15 +76,17 @@ impl TreeBlocks {
     /// `[1, KV, slots, hd]` (KV divides H; each kv head serves H/KV query heads, as in GQA),
     /// `[1, H, n, hd]`.
     pub fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-        let [_, h, n, hd] = q.dims();
+        let [batch, h, n, hd] = q.dims();
+        debug_assert_eq!((batch, n), (1, self.queries), "a tree is one row of the planned tokens");
         let kv = k.dims()[1];
         let (g, nb, kw) = (h / kv, self.blocks, self.width);
         let padded = nb * BLOCK;
-        let q = if padded > n { Tensor::cat(vec![q.clone(), Tensor::zeros([1, h, padded - n, hd], &q.device())], 2) } else { q };
+        let device = q.device();
+        let q = if padded > n { Tensor::cat(vec![q, Tensor::zeros([1, h, padded - n, hd], &device)], 2) } else { q };
         // [1, H, nb·B, hd] → [nb, KV, g·B, hd]: a kv head's query heads attend as one sequence
         let q = q.reshape([1, h, nb, BLOCK, hd]).swap_dims(1, 2).reshape([nb, kv, g * BLOCK, hd]);
         let gather = |x: Tensor<4>| x.select(2, self.keys.clone()).reshape([1, kv, nb, kw, hd]).swap_dims(1, 2).reshape([nb, kv, kw, hd]);
-        let mask = self.mask.clone().expand([nb, kv, g, BLOCK, kw]).reshape([nb, kv, g * BLOCK, kw]);
+        let mask = self.mask.clone().expand([nb, kv, g * BLOCK, kw]);
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let out = attend(q, gather(k), gather(v), Some(mask), options);
         let out = out.reshape([1, nb, h, BLOCK, hd]).swap_dims(1, 2).reshape([1, h, padded, hd]);
@@ -151,9 +156,9 @@ mod tests {
         let n = trie.tokens.len();
         let mask = trie_mask(&trie);
         let device = Device::flex().autodiff();
-        let blocks = TreeBlocks::plan(&mask, n, n, &device).expect("a dialogue tree is sparse enough to block");
-        assert!(blocks.blocks * BLOCK * blocks.width < n * n / 2, "{} blocks of width {} for {n} tokens", blocks.blocks, blocks.width);
         let (h, kv, hd) = (4, 2, 8);
+        let blocks = TreeBlocks::plan(&mask, n, n, h / kv, &device).expect("a dialogue tree is sparse enough to block");
+        assert!(blocks.blocks * BLOCK * blocks.width < n * n / 2, "{} blocks of width {} for {n} tokens", blocks.blocks, blocks.width);
         let input = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
         let (q, k, v) = (input([1, h, n, hd]), input([1, kv, n, hd]), input([1, kv, n, hd]));
         let weights = Tensor::<4>::random([1, h, n, hd], Distribution::Normal(0.0, 1.0), &device);
@@ -177,7 +182,7 @@ mod tests {
         let chain: Vec<u32> = (0..200).collect();
         let trie = Trie::of(std::iter::once(chain.as_slice()));
         let n = trie.tokens.len();
-        let plan = TreeBlocks::plan(&trie_mask(&trie), n, n, &Device::flex());
+        let plan = TreeBlocks::plan(&trie_mask(&trie), n, n, 1, &Device::flex());
         assert!(plan.is_none(), "a causal chain keeps the dense call");
     }
 }

@@ -40,29 +40,36 @@ impl Trie {
 
     /// The same trie with its nodes renumbered in depth-first order.
     fn depth_first(self) -> Self {
-        let n = self.tokens.len();
-        let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut stack: Vec<usize> = Vec::new();
-        for (i, p) in self.parent.iter().enumerate() {
-            match p {
-                Some(p) => kids[*p].push(i),
-                None => stack.push(i),
-            }
-        }
-        stack.reverse();
-        let mut new_index = vec![0; n];
-        let mut order = Vec::with_capacity(n);
-        while let Some(i) = stack.pop() {
-            new_index[i] = order.len();
-            order.push(i);
-            stack.extend(kids[i].iter().rev());
-        }
+        let (order, rank) = depth_first_order(&self.parent);
         Trie {
             tokens: order.iter().map(|&i| self.tokens[i]).collect(),
-            parent: order.iter().map(|&i| self.parent[i].map(|p| new_index[p])).collect(),
-            paths: self.paths.into_iter().map(|path| path.into_iter().map(|i| new_index[i]).collect()).collect(),
+            parent: order.iter().map(|&i| self.parent[i].map(|p| rank[p])).collect(),
+            paths: self.paths.into_iter().map(|path| path.into_iter().map(|i| rank[i]).collect()).collect(),
         }
     }
+}
+
+/// The depth-first order of a forest given by each node's parent (children and roots in index
+/// order): the nodes in that order, and each node's place in it. Parents come before
+/// children, and a subtree's nodes are consecutive.
+pub fn depth_first_order(parent: &[Option<usize>]) -> (Vec<usize>, Vec<usize>) {
+    let n = parent.len();
+    let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut stack: Vec<usize> = Vec::new();
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) => kids[*p].push(i),
+            None => stack.push(i),
+        }
+    }
+    stack.reverse();
+    let (mut order, mut rank) = (Vec::with_capacity(n), vec![0; n]);
+    while let Some(i) = stack.pop() {
+        rank[i] = order.len();
+        order.push(i);
+        stack.extend(kids[i].iter().rev());
+    }
+    (order, rank)
 }
 
 #[cfg(test)]

@@ -203,3 +203,47 @@ fn tree_completion_logprobs_equal_the_padded_ones() {
         assert_eq!(tree[..3], tree[10..], "a repeated sequence gets the same log-probs");
     }
 }
+
+/// A tree continuing a cache that holds left padding (and was grown by a decoded token), large
+/// enough to be attended in blocks: every node's hidden state equals running its path alone
+/// after the same cache.
+#[test]
+fn a_blocked_tree_after_a_padded_cache_equals_each_path_alone() {
+    use selfemo_model::model::TreeMask;
+    use selfemo_model::tree_attention::TreeBlocks;
+    use selfemo_model::trie::Trie;
+    for arch in [Architecture::Llama, Architecture::Qwen3] {
+        let model = CausalLm::random(&ModelConfig::tiny(arch), 9, &test_device());
+        let device = test_device();
+        // the cache: 2 padding slots, 26 header tokens, then one decoded token
+        let mut cache = KvCache::new(model.num_layers(), 1);
+        let header: Vec<i64> = (0..28).map(|i| (3 + 5 * i) % 96).collect();
+        let valid: Vec<bool> = (0..28).map(|i| i >= 2).collect();
+        model.hidden(Tensor::<2, Int>::from_data(TensorData::new(header, [1, 28]), &device), &[valid], Some(&mut cache), None);
+        model.hidden(Tensor::<2, Int>::from_data(TensorData::new(vec![7i64], [1, 1]), &device), &[vec![true]], Some(&mut cache), None);
+        // 10 paths sharing 10 tokens, then 30 of their own
+        let paths: Vec<Vec<u32>> = (0..10u32).map(|p| (0..40u32).map(|i| if i < 10 { 11 + i } else { (p * 31 + i * 7) % 96 }).collect()).collect();
+        let trie = Trie::of(paths.iter().map(Vec::as_slice));
+        let n = trie.tokens.len();
+        let past = cache.len();
+        let branch = vec![past; n];
+        let tree = model.hidden_tree(&trie.tokens, &trie.parent, &branch, &cache);
+        let mut reserved = cache.clone();
+        let capacity = reserved.reserve(n);
+        let layout = TreeMask::new(&trie.parent, &branch, &reserved);
+        let blocks = TreeBlocks::plan(&layout.mask, n, capacity, 2, &device).expect("the tree is attended in blocks");
+        assert!(blocks.blocks > 1 && blocks.width < capacity / 2, "{} blocks of {} of the {capacity} key slots", blocks.blocks, blocks.width);
+        let d = tree.dims()[2];
+        let tree = to_vec(tree.reshape([n, d]));
+        for (path, nodes) in paths.iter().zip(&trie.paths) {
+            let mut alone_cache = cache.clone();
+            let ids: Vec<i64> = path.iter().map(|t| *t as i64).collect();
+            let alone = model.hidden(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 40]), &device), &[vec![true; 40]], Some(&mut alone_cache), None);
+            let alone = to_vec(alone.reshape([40, d]));
+            for (i, &node) in nodes.iter().enumerate() {
+                let gap = (0..d).map(|c| (alone[i * d + c] - tree[node * d + c]).abs()).fold(0.0f32, f32::max);
+                assert!(gap < 1e-4, "{arch:?}: token {i} of a path differs by {gap}");
+            }
+        }
+    }
+}
