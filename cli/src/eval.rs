@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use selfemo_datasets::{Corpus, Dataset, Split, Target};
+use selfemo_datasets::{ContextSpan, Corpus, Dataset, Split, Target, WindowAnchor};
 use selfemo_eval::label_scoring::{ScoreLimits, ScorePrompt, score_targets};
 use selfemo_eval::predictions::{self, Prediction, report_of};
 use selfemo_eval::recognition::{evaluate, label_scores, prompts, score_predictions};
@@ -20,6 +20,15 @@ pub enum Mode {
     Generate,
     /// The label with the highest log-prob after `<answer>` (one pass per target).
     Score,
+}
+
+/// A `--context-anchor` value.
+fn parse_anchor(s: &str) -> Result<WindowAnchor, String> {
+    match s {
+        "sliding" => Ok(WindowAnchor::Sliding),
+        "block" => Ok(WindowAnchor::Block),
+        other => Err(format!("unknown context anchor {other:?}: sliding or block")),
+    }
 }
 
 /// What every evaluation reads: the model and the targets of some dataset splits.
@@ -43,6 +52,10 @@ pub struct TargetArgs {
     /// Past turns shown with the target (default: the run's with --prompt-from, else 20, InstructERC's).
     #[arg(long)]
     pub context_window: Option<usize>,
+    /// Where a target's window starts: sliding, or block (w to 2w − 1 past turns, a block's
+    /// targets sharing their lines) (default: the run's with --prompt-from, else sliding).
+    #[arg(long, value_parser = parse_anchor)]
+    pub context_anchor: Option<WindowAnchor>,
     /// Prompt token budget (default: the run's with --prompt-from, else 512).
     #[arg(long)]
     pub max_prompt_tokens: Option<usize>,
@@ -58,19 +71,21 @@ pub(crate) struct PromptSetup {
     /// The recogniser template.
     pub(crate) template: RecogniserPrompt,
     /// Past turns shown.
-    pub(crate) window: usize,
+    pub(crate) window: ContextSpan,
     /// Prompt token budget.
     pub(crate) budget: usize,
 }
 
 impl TargetArgs {
     /// The prompts' setup: the run config of `prompt_from` (when given), its recogniser
-    /// template (else the default one), and the context window and token budget (given ones,
-    /// else the run's, else 20 and 512).
+    /// template (else the default one), and the context window, its anchor and the token budget
+    /// (given ones, else the run's, else 20, sliding and 512).
     pub(crate) fn prompt_setup(&self, prompt_from: Option<&Path>) -> Result<PromptSetup> {
         let run = prompt_from.map(run_config).transpose()?;
         let template = run.as_ref().map_or_else(RecogniserPrompt::default, |r| r.prompt.clone());
-        let window = self.context_window.or(run.as_ref().map(|r| r.data.context_window)).unwrap_or(20);
+        let turns = self.context_window.or(run.as_ref().map(|r| r.data.context_window)).unwrap_or(20);
+        let anchor = self.context_anchor.or(run.as_ref().map(|r| r.data.context_anchor)).unwrap_or_default();
+        let window = ContextSpan { turns, anchor };
         let budget = self.max_prompt_tokens.or(run.as_ref().map(|r| r.data.max_prompt_tokens)).unwrap_or(512);
         Ok(PromptSetup { run, template, window, budget })
     }

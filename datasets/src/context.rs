@@ -1,11 +1,56 @@
-//! The context-window view of a target: the turn and the `w` turns before it (past only).
+//! The context-window view of a target: the turn and the turns before it (past only), from
+//! where a [`ContextSpan`] starts them.
 
 use crate::types::{Dialogue, Utterance};
+use serde::{Deserialize, Serialize};
+
+/// Where a target's window of `w` past turns starts [RECON: `block` is our choice, for cost].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowAnchor {
+    /// The `w` turns right before the target.
+    #[default]
+    Sliding,
+    /// Turns grouped in blocks of `w`: a target of block b ≥ 1 sees from the start of block
+    /// b − 1, so between `w` and `2w − 1` past turns (block 0 sees all of its past). A block's
+    /// targets share their context up to each one's own line, so a dialogue's prompts form a
+    /// prefix tree in which each line runs about twice instead of `w + 1` times.
+    Block,
+}
+
+/// Which past turns a target sees: `turns` of them (all there are when fewer), anchored by
+/// `anchor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextSpan {
+    /// w, the past turns every target with that many before it sees.
+    pub turns: usize,
+    /// Where the window starts.
+    pub anchor: WindowAnchor,
+}
+
+impl ContextSpan {
+    /// The first turn of the window of turn `turn`.
+    pub fn start(self, turn: usize) -> usize {
+        let w = self.turns;
+        match self.anchor {
+            WindowAnchor::Sliding => turn.saturating_sub(w),
+            WindowAnchor::Block if w == 0 => turn,
+            WindowAnchor::Block => (turn / w).saturating_sub(1) * w,
+        }
+    }
+}
+
+impl From<usize> for ContextSpan {
+    /// A sliding window of `turns` past turns.
+    fn from(turns: usize) -> Self {
+        Self { turns, anchor: WindowAnchor::Sliding }
+    }
+}
 
 /// A target turn with the turns before it, as the recogniser sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextWindow<'a> {
-    /// Up to `w` turns before the target, oldest first, labelled or not.
+    /// The turns before the target that its span shows, oldest first, labelled or not.
     pub context: &'a [Utterance],
     /// The turn whose emotion is asked for.
     pub target: &'a Utterance,
@@ -14,12 +59,13 @@ pub struct ContextWindow<'a> {
 }
 
 impl<'a> ContextWindow<'a> {
-    /// The window for turn `turn` of `dialogue` with at most `w` previous turns.
+    /// The window of turn `turn` of `dialogue` under `span` (a number is a sliding window of
+    /// that many previous turns).
     ///
     /// Returns `None` when `turn` is past the end of the dialogue.
-    pub fn new(dialogue: &'a Dialogue, turn: usize, w: usize) -> Option<Self> {
+    pub fn new(dialogue: &'a Dialogue, turn: usize, span: impl Into<ContextSpan>) -> Option<Self> {
         let target = dialogue.utterances.get(turn)?;
-        let start = turn.saturating_sub(w);
+        let start = span.into().start(turn);
         Some(Self { context: &dialogue.utterances[start..turn], target, turn })
     }
 
@@ -62,5 +108,20 @@ mod tests {
         let w = ContextWindow::new(&d, 3, 20).unwrap().keep_last(1);
         assert_eq!(w.context[0].text, "u2");
         assert_eq!(w.target.text, "u3");
+    }
+
+    #[test]
+    fn block_windows_start_at_the_previous_block_and_share_it() {
+        let d = dialogue(12);
+        let span = ContextSpan { turns: 3, anchor: WindowAnchor::Block };
+        let first: Vec<usize> = (0..12).map(|t| t - ContextWindow::new(&d, t, span).unwrap().context.len()).collect();
+        assert_eq!(first, [0, 0, 0, 0, 0, 0, 3, 3, 3, 6, 6, 6]);
+        for t in 0..12 {
+            let past = ContextWindow::new(&d, t, span).unwrap().context.len();
+            // at least the sliding window's turns, fewer than two blocks
+            assert!(past >= t.min(3) && past < 2 * 3, "turn {t}: {past} past turns");
+        }
+        let none = ContextSpan { turns: 0, anchor: WindowAnchor::Block };
+        assert_eq!(ContextWindow::new(&d, 5, none).unwrap().context.len(), 0);
     }
 }

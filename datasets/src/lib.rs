@@ -16,7 +16,7 @@ pub mod stats;
 pub mod types;
 pub mod unified;
 
-pub use context::ContextWindow;
+pub use context::{ContextSpan, ContextWindow, WindowAnchor};
 pub use error::{DataError, Location, Result};
 pub use labels::{Dataset, Emotion, LabelSet, Mention};
 pub use types::{Corpus, Dialogue, Split, Target, Utterance};

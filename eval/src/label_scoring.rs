@@ -7,7 +7,7 @@
 //! whose context window starts at the same line share one prefix; a window that slides (a
 //! dialogue longer than the window, or over the token budget) starts a new one.
 
-use selfemo_datasets::{Corpus, Target};
+use selfemo_datasets::{ContextSpan, Corpus, Target};
 use selfemo_model::label_scores::{HeaderCache, ScoreQuery, TokenLayout, score_dialogue};
 use selfemo_model::{CausalLm, Message, TextTokenizer};
 use serde::{Deserialize, Serialize};
@@ -38,18 +38,19 @@ impl Default for ScorePrompt {
     }
 }
 
-/// Tokenises `dialogue` under `prompt` and plans a query per target turn: the window shows at
-/// most `window` past turns, dropping the oldest while the prompt plus the longest label
-/// exceeds `budget` tokens (never the target).
+/// Tokenises `dialogue` under `prompt` and plans a query per target turn: the window shows the
+/// past turns `window` does (a number is a sliding window of that many), dropping the oldest
+/// while the prompt plus the longest label exceeds `budget` tokens (never the target).
 pub fn layout(
     tok: &TextTokenizer,
     prompt: &ScorePrompt,
     corpus: &Corpus,
     dialogue: usize,
     turns: &[usize],
-    window: usize,
+    window: impl Into<ContextSpan>,
     budget: usize,
 ) -> (TokenLayout, Vec<ScoreQuery>) {
+    let window = window.into();
     let labels = corpus.dataset.labels();
     let d = &corpus.dialogues[dialogue];
     const CUT: &str = "\u{1}";
@@ -68,7 +69,7 @@ pub fn layout(
         .map(|&t| {
             let full = chat(&d.utterances[t].speaker);
             let suffix = tok.encode(full.split(CUT).nth(1).unwrap_or_default());
-            let mut start = t.saturating_sub(window);
+            let mut start = window.start(t);
             let size = |s: usize| header.len() + lines[s..=t].iter().map(Vec::len).sum::<usize>() + suffix.len() + longest;
             while start < t && size(start) > budget {
                 start += 1;
@@ -83,7 +84,7 @@ pub fn layout(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScoreLimits {
     /// Past turns shown with the target.
-    pub window: usize,
+    pub window: ContextSpan,
     /// Prompt token budget (the oldest turns are dropped to fit).
     pub budget: usize,
     /// Queries per tree-masked pass.

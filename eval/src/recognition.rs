@@ -3,7 +3,7 @@
 
 use crate::predictions::{Prediction, report_of};
 use crate::scores::Report;
-use selfemo_datasets::{ContextWindow, Corpus, Emotion, LabelSet, Target};
+use selfemo_datasets::{ContextSpan, ContextWindow, Corpus, Emotion, LabelSet, Target};
 use selfemo_model::label_scores::score_prompts;
 use selfemo_model::{CausalLm, SamplingConfig, TextTokenizer, generate};
 use selfemo_rewards::{RewardConfig, parse, score_recognition_group};
@@ -22,21 +22,22 @@ pub struct RecognitionPrompt {
     pub gold: Emotion,
 }
 
-/// Builds the prompts of the given targets within `budget` tokens.
+/// Builds the prompts of the given targets, each with the past turns `span` shows (a number is
+/// a sliding window of that many), within `budget` tokens.
 pub fn prompts(
     corpus: &Corpus,
     targets: &[Target],
     template: &RecogniserPrompt,
-    context_window: usize,
+    span: impl Into<ContextSpan>,
     budget: usize,
     tok: &TextTokenizer,
 ) -> Vec<RecognitionPrompt> {
-    let labels = corpus.dataset.labels();
+    let (labels, span) = (corpus.dataset.labels(), span.into());
     let render = |p: &selfemo_selfplay::FilledPrompt| crate::policy::render(tok, p);
     targets
         .iter()
         .filter_map(|&t| {
-            let window = ContextWindow::new(&corpus.dialogues[t.dialogue], t.turn, context_window)?;
+            let window = ContextWindow::new(&corpus.dialogues[t.dialogue], t.turn, span)?;
             let filled = template.fit(window, labels, budget, &|p| tok.encode(&render(p)).len());
             Some(RecognitionPrompt { target: t, ids: tok.encode(&render(&filled)), reply_prefix: filled.reply_prefix, gold: window.target.label? })
         })

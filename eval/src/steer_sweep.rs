@@ -84,7 +84,8 @@ pub fn sweep(
                 .collect();
             let corpus = Corpus { dataset: Dataset::Meld, dialogues };
             let targets: Vec<Target> = (0..queries.len()).map(|d| Target { dialogue: d, turn: 1 }).collect();
-            let scores = score_targets(model, tok, &ScorePrompt::default(), &corpus, &targets, ScoreLimits { window: 1, budget: 512, rows: 16 }, &mut |_| ());
+            let scores =
+                score_targets(model, tok, &ScorePrompt::default(), &corpus, &targets, ScoreLimits { window: 1.into(), budget: 512, rows: 16 }, &mut |_| ());
             let index = labels.emotions().position(|x| x == gold);
             let agree = scores.iter().filter(|s| argmax(s) == index).count();
             let p_emotion = scores.iter().map(|s| label_probability(s, index.unwrap_or(0))).sum::<f64>() / scores.len().max(1) as f64;

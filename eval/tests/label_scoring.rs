@@ -94,7 +94,7 @@ fn real_prompts_decode_to_the_chat_and_score_like_each_target_alone() {
     assert_eq!(m.tokenizer.decode(&lay.prompt(q), false), chat);
     assert_eq!(lay.labels.len(), 7);
 
-    let shared = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, ScoreLimits { window: 2, budget: 512, rows: 4 }, &mut |_| ());
+    let shared = score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, ScoreLimits { window: 2.into(), budget: 512, rows: 4 }, &mut |_| ());
     let mine: Vec<Vec<f64>> = shared.iter().zip(&targets).filter(|(_, t)| t.dialogue == d).map(|(s, _)| s.clone()).collect();
     let gap = max_gap(&m.model, &lay, &queries, &mine);
     assert!(gap < 1e-4, "max |shared − alone| = {gap}");
@@ -108,14 +108,55 @@ fn the_hallucination_probe_answers_both_questions_of_every_target() {
     let corpus = selfemo_datasets::load(Dataset::Emorynlp, None).unwrap();
     let targets: Vec<_> = corpus.targets(Split::Dev).into_iter().take(6).collect();
     let mut seen = 0;
-    let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, ScoreLimits { window: 4, budget: 256, rows: 3 }, &mut |k| seen += k);
+    let answers = probe(&m.model, &m.tokenizer, &corpus, &targets, ScoreLimits { window: 4.into(), budget: 256, rows: 3 }, &mut |k| seen += k);
     assert_eq!((answers.len(), seen), (6, 6), "every EmoryNLP label has a confusable partner");
     let r = report(&answers);
     assert_eq!(r.pairs, 6);
     // the same questions asked one dialogue at a time give the same answers
     let one_by_one: Vec<_> = targets
         .chunk_by(|a, b| a.dialogue == b.dialogue)
-        .flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, ScoreLimits { window: 4, budget: 256, rows: 1 }, &mut |_| ()))
+        .flat_map(|t| probe(&m.model, &m.tokenizer, &corpus, t, ScoreLimits { window: 4.into(), budget: 256, rows: 1 }, &mut |_| ()))
         .collect();
     assert_eq!(one_by_one, answers);
+}
+
+#[test]
+fn block_windows_make_a_dialogues_prompts_share_their_lines() {
+    use selfemo_datasets::{ContextSpan, WindowAnchor};
+    use selfemo_eval::recognition::prompts;
+    use selfemo_model::trie::Trie;
+    let Some(gguf) = selfemo_model::fetch::default_model_for_tests() else { return };
+    let m = LoadedModel::load(&ModelSource::Gguf(gguf), LoadOptions { max_layers: Some(1), ..Default::default() }, &Device::flex()).unwrap();
+    let corpus = selfemo_datasets::load(Dataset::Meld, None).unwrap();
+    // the longest train dialogue, under the quickstart's template (the target is the last line)
+    let targets = corpus.targets(Split::Train);
+    let longest = targets.iter().max_by_key(|t| t.turn).unwrap().dialogue;
+    let mine: Vec<_> = targets.into_iter().filter(|t| t.dialogue == longest).collect();
+    assert!(mine.len() >= 20, "{} targets", mine.len());
+    let template = selfemo_selfplay::RecogniserPrompt { user: "{context}\n\nEmotion of {speaker} in \"{target}\"?".into(), ..Default::default() };
+    let blocks = ContextSpan { turns: 8, anchor: WindowAnchor::Block };
+    let built = |anchor| prompts(&corpus, &mine, &template, ContextSpan { anchor, ..blocks }, 4096, &m.tokenizer);
+    let (sliding, block) = (built(WindowAnchor::Sliding), built(WindowAnchor::Block));
+    let common = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let utterances = &corpus.dialogues[longest].utterances;
+    let mut same_block = 0;
+    for k in 0..mine.len() - 1 {
+        let (t, next) = (mine[k].turn, mine[k + 1].turn);
+        let line = format!("{}: {}", utterances[t].speaker, utterances[t].text);
+        let shared_block = m.tokenizer.decode(&block[k].ids[..common(&block[k].ids, &block[k + 1].ids)], false);
+        // within a block, the next target's prompt carries this one's whole context and line
+        if blocks.start(t) == blocks.start(next) {
+            same_block += 1;
+            assert!(shared_block.contains(&line), "turns {t}, {next}: the shared prefix lacks {line:?}");
+        }
+        // sliding windows past the first w turns start at different lines
+        if t > blocks.turns {
+            let shared_sliding = m.tokenizer.decode(&sliding[k].ids[..common(&sliding[k].ids, &sliding[k + 1].ids)], false);
+            assert!(!shared_sliding.contains(&line), "turns {t}, {next}: sliding windows shared {line:?}");
+        }
+    }
+    assert!(same_block * 2 > mine.len(), "{same_block} pairs in one block");
+    let nodes = |ps: &[selfemo_eval::recognition::RecognitionPrompt]| Trie::of(ps.iter().map(|p| p.ids.as_slice())).tokens.len();
+    let (n_sliding, n_block) = (nodes(&sliding), nodes(&block));
+    assert!(2 * n_block < n_sliding, "a dialogue's tree: {n_block} nodes in blocks against {n_sliding} sliding");
 }

@@ -3,7 +3,7 @@
 //! express). Items own their turns, so synthetic turns from the flywheel are items too.
 
 use crate::policy::splitmix;
-use selfemo_datasets::{ContextWindow, Corpus, Emotion, Split, Target, Utterance};
+use selfemo_datasets::{ContextSpan, ContextWindow, Corpus, Emotion, Split, Target, Utterance};
 use serde::{Deserialize, Serialize};
 
 /// Where a target comes from, stable across runs: `dataset/split/dialogue id/turn`.
@@ -28,9 +28,10 @@ pub struct RecognitionItem {
 }
 
 impl RecognitionItem {
-    /// The item of a labelled corpus target with at most `w` context turns.
-    pub fn from_target(corpus: &Corpus, target: Target, w: usize, id: u64) -> Option<Self> {
-        let window = ContextWindow::new(&corpus.dialogues[target.dialogue], target.turn, w)?;
+    /// The item of a labelled corpus target with the context turns `span` shows (a number is a
+    /// sliding window of that many).
+    pub fn from_target(corpus: &Corpus, target: Target, span: impl Into<ContextSpan>, id: u64) -> Option<Self> {
+        let window = ContextWindow::new(&corpus.dialogues[target.dialogue], target.turn, span)?;
         Some(Self {
             id,
             source: source_name(corpus, target),

@@ -5,7 +5,7 @@ use crate::evaluation::EvalMode;
 use crate::loss::{Clip, LossType};
 use crate::optim::{AdamWSettings, LrDecay};
 use crate::splits::{Batching, LabelSampling};
-use selfemo_datasets::Dataset;
+use selfemo_datasets::{ContextSpan, Dataset, WindowAnchor};
 use selfemo_model::SamplingConfig;
 use selfemo_rewards::{RewardConfig, ScaleRewards};
 use selfemo_selfplay::{RecogniserPrompt, SelfPlayConfig};
@@ -192,6 +192,10 @@ pub struct DataSection {
     pub path: Option<PathBuf>,
     /// Past turns shown with the target (default 8; InstructERC uses 20 at 7B scale).
     pub context_window: usize,
+    /// Where a recognition prompt's window starts (default `sliding`; `block`: between
+    /// `context_window` and twice that many past turns, so a dialogue's prompts share their
+    /// lines in one prefix tree) [RECON].
+    pub context_anchor: WindowAnchor,
     /// Prompt token budget; oldest turns are dropped to fit (default 256).
     pub max_prompt_tokens: usize,
     /// Train on the first n targets of the seeded shuffle, 0 = all (default 0): an epoch is then
@@ -204,7 +208,22 @@ pub struct DataSection {
 
 impl Default for DataSection {
     fn default() -> Self {
-        Self { dataset: Dataset::Meld, path: None, context_window: 8, max_prompt_tokens: 256, train_limit: 0, label_sampling: LabelSampling::Natural }
+        Self {
+            dataset: Dataset::Meld,
+            path: None,
+            context_window: 8,
+            context_anchor: WindowAnchor::Sliding,
+            max_prompt_tokens: 256,
+            train_limit: 0,
+            label_sampling: LabelSampling::Natural,
+        }
+    }
+}
+
+impl DataSection {
+    /// The past turns a recognition prompt shows.
+    pub fn context_span(&self) -> ContextSpan {
+        ContextSpan { turns: self.context_window, anchor: self.context_anchor }
     }
 }
 

@@ -134,7 +134,7 @@ impl<'a> Evaluator<'a> {
 
     fn predict_here(&self, model: &CausalLm, targets: &[Target], mode: EvalMode) -> Vec<Prediction> {
         let (c, labels) = (self.config, self.corpus.dataset.labels());
-        let (w, budget) = (c.data.context_window, c.data.max_prompt_tokens);
+        let (w, budget) = (c.data.context_span(), c.data.max_prompt_tokens);
         match mode {
             EvalMode::Generate => {
                 let ps = prompts(self.corpus, targets, &c.prompt, w, budget, self.tok);

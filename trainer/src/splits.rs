@@ -47,7 +47,7 @@ impl TrainData {
             let labels: Vec<Emotion> = pool.iter().map(label).collect();
             draw(&labels, count, sampling, config.seed ^ salt).into_iter().map(|i| pool[i]).collect()
         };
-        let w = config.data.context_window;
+        let w = config.data.context_span();
         let items = |ts: Vec<Target>, first_id: usize| -> Vec<(Target, RecognitionItem)> {
             ts.into_iter().enumerate().filter_map(|(k, t)| RecognitionItem::from_target(corpus, t, w, (first_id + k) as u64).map(|i| (t, i))).collect()
         };

@@ -189,7 +189,7 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
     let distinct: Vec<Target> = targets.iter().copied().filter(|t| seen.insert(*t)).collect();
     let by_target: HashMap<Target, Example> = match ws.kind {
         WarmStartKind::Label => {
-            let ps = prompts(s.corpus, &distinct, &c.prompt, c.data.context_window, c.data.max_prompt_tokens, tok);
+            let ps = prompts(s.corpus, &distinct, &c.prompt, c.data.context_span(), c.data.max_prompt_tokens, tok);
             ps.iter().map(|p| (p.target, label_example(p, tok))).collect()
         }
         WarmStartKind::Rationale => rationale_examples(s, &model, roles, &distinct)?,
@@ -243,7 +243,7 @@ fn rationale_examples(s: &Session, model: &CausalLm, roles: &Roles, targets: &[T
     let items: Vec<(Target, RecognitionItem)> = targets
         .iter()
         .enumerate()
-        .filter_map(|(k, t)| RecognitionItem::from_target(s.corpus, *t, c.data.context_window, (RATIONALE_IDS + k) as u64).map(|i| (*t, i)))
+        .filter_map(|(k, t)| RecognitionItem::from_target(s.corpus, *t, c.data.context_span(), (RATIONALE_IDS + k) as u64).map(|i| (*t, i)))
         .collect();
     let (targets, items): (Vec<Target>, Vec<RecognitionItem>) = items.into_iter().unzip();
     let writer = model.valid();
