@@ -1,6 +1,6 @@
-//! The run configs the repository ships (configs/ and the current experiment's arms) load and
-//! validate against today's schema, so a renamed or removed field cannot leave them stale (the
-//! GPU ones, in a build without their feature, all but their device).
+//! The run configs the repository ships (configs/, the ablation's arms and the speed
+//! experiment's) load and validate against today's schema, so a renamed or removed field cannot
+//! leave them stale (the GPU ones, in a build without their feature, all but their device).
 
 use selfemo_trainer::config::RunConfig;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ fn tomls(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_shipped_config_loads_and_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let configs: Vec<PathBuf> = ["configs", "experiments/008-ablation"].iter().flat_map(|d| tomls(&root.join(d))).collect();
+    let configs: Vec<PathBuf> = ["configs", "experiments/008-ablation", "experiments/009-train-speed"].iter().flat_map(|d| tomls(&root.join(d))).collect();
     assert!(configs.iter().any(|p| p.ends_with("configs/quickstart.toml")), "{configs:?}");
     assert!(configs.iter().any(|p| p.ends_with("configs/qwen3-8b-cuda.toml")), "{configs:?}");
     for path in &configs {
