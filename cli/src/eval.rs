@@ -22,13 +22,11 @@ pub enum Mode {
     Score,
 }
 
-/// A `--context-anchor` value.
+/// A `--context-anchor` value, by the name the config file uses (`data.context_anchor`).
 fn parse_anchor(s: &str) -> Result<WindowAnchor, String> {
-    match s {
-        "sliding" => Ok(WindowAnchor::Sliding),
-        "block" => Ok(WindowAnchor::Block),
-        other => Err(format!("unknown context anchor {other:?}: sliding or block")),
-    }
+    use serde::Deserialize;
+    use serde::de::value::{Error, StrDeserializer};
+    WindowAnchor::deserialize(StrDeserializer::<Error>::new(s)).map_err(|e| e.to_string())
 }
 
 /// What every evaluation reads: the model and the targets of some dataset splits.
@@ -236,4 +234,17 @@ fn dialogue_score_predictions(corpus: &Corpus, targets: &[Target], scores: Vec<V
 /// The report file's name without its extension (`eval` for `eval.json`).
 fn stem(path: &std::path::Path) -> String {
     path.file_stem().map_or_else(|| "eval".into(), |s| s.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_anchor_flags_take_the_config_names() {
+        assert_eq!(parse_anchor("block"), Ok(WindowAnchor::Block));
+        assert_eq!(parse_anchor("sliding"), Ok(WindowAnchor::Sliding));
+        let e = parse_anchor("diagonal").unwrap_err();
+        assert!(e.contains("sliding") && e.contains("block"), "{e}");
+    }
 }
