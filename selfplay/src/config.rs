@@ -51,7 +51,8 @@ pub struct SelfPlayConfig {
     /// trained beside the recogniser groups (default 2; 0 = the recogniser role only).
     pub responder_prompts_per_step: usize,
     /// Largest share of each step's recognition prompts drawn from kept synthetic turns of
-    /// earlier iterations, in [0, 1] (default 0.5).
+    /// earlier iterations, in [0, 1] (default 0.5). Each turn is used once per iteration; once
+    /// they run out, real prompts fill the steps.
     pub synthetic_share: f64,
     /// Reply prefix of the re-recogniser; the label is scored right after it, so it must end
     /// with `<answer>` (default `<think>I read the last line in context.</think><answer>`).

@@ -23,13 +23,15 @@ pub struct StepItems {
     pub expression: Vec<ExpressionItem>,
 }
 
-/// The items of step `step`: `prompts_per_step` recognition items, of which up to
-/// `synthetic_share` (rounded) come from `synthetic` (cycled), the rest from `real` (cycled by
-/// the step's position); and the responder items answering the step's first real targets,
-/// their e* from `draw`.
+/// The items of step `step`, the `iteration_step`-th (from 0) of its iteration:
+/// `prompts_per_step` recognition items, of which up to `synthetic_share` (rounded) come from
+/// `synthetic`, each turn once per iteration (step j takes the next unused ones; once they run
+/// out, real prompts fill the step), the rest from `real` (cycled by the step's position); and
+/// the responder items answering the step's first real targets, their e* from `draw`.
 #[allow(clippy::too_many_arguments)]
 pub fn step_items(
     step: u64,
+    iteration_step: u64,
     prompts_per_step: usize,
     real: &[(Target, RecognitionItem)],
     synthetic: &[RecognitionItem],
@@ -40,8 +42,10 @@ pub fn step_items(
     draw: &EmotionDraw,
 ) -> StepItems {
     let step = step as usize;
-    let n_syn = ((config.synthetic_share * prompts_per_step as f64).round() as usize).min(synthetic.len());
-    let mut recognition: Vec<RecognitionItem> = (0..n_syn).map(|j| synthetic[(step * n_syn + j) % synthetic.len()].clone()).collect();
+    let per_step = (config.synthetic_share * prompts_per_step as f64).round() as usize;
+    let first = (iteration_step as usize).saturating_mul(per_step).min(synthetic.len());
+    let mut recognition: Vec<RecognitionItem> = synthetic[first..(first + per_step).min(synthetic.len())].to_vec();
+    let n_syn = recognition.len();
     let real_at = |j: usize| (step * prompts_per_step + j) % real.len();
     recognition.extend((0..prompts_per_step - n_syn).map(|j| real[real_at(j)].1.clone()));
     let expression = (0..config.responder_prompts_per_step)
@@ -162,6 +166,30 @@ pub fn counts_from_metrics<'a>(rows: impl Iterator<Item = &'a BTreeMap<String, f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use selfemo_datasets::{Dataset, Dialogue, Split, Utterance};
+    use selfemo_selfplay::TargetEmotion;
+
+    #[test]
+    fn each_synthetic_turn_is_a_prompt_once_per_iteration_then_real_prompts_fill_the_steps() {
+        let meld = Dataset::Meld.labels();
+        let u = |t: &str, l: &str| Utterance { speaker: "A".into(), text: t.into(), label: meld.parse(l) };
+        let dialogue = Dialogue { id: "0".into(), split: Split::Train, utterances: vec![u("hi", "neutral"), u("yay", "joy"), u("ugh", "disgust")] };
+        let corpus = Corpus { dataset: Dataset::Meld, dialogues: vec![dialogue] };
+        let real: Vec<(Target, RecognitionItem)> =
+            corpus.targets(Split::Train).into_iter().map(|t| (t, RecognitionItem::from_target(&corpus, t, 1, t.turn as u64).unwrap())).collect();
+        let synthetic: Vec<RecognitionItem> = (0..3).map(|i| RecognitionItem { id: SYNTHETIC_IDS + i, synthetic: true, ..real[0].1.clone() }).collect();
+        let config = SelfPlayConfig { synthetic_share: 0.5, responder_prompts_per_step: 0, ..Default::default() };
+        let draw = EmotionDraw::new(TargetEmotion::NextTurn, &corpus);
+        // Iteration 2 starting at run step 10: 4 prompts per step, up to round(0.5 × 4) = 2 synthetic.
+        let used: Vec<Vec<u64>> = (0..4)
+            .map(|j| {
+                let items = step_items(10 + j, j, 4, &real, &synthetic, &config, &corpus, 1, 0, &draw);
+                assert_eq!(items.recognition.len(), 4, "every step has its prompts");
+                items.recognition.iter().filter(|i| i.synthetic).map(|i| i.id - SYNTHETIC_IDS).collect()
+            })
+            .collect();
+        assert_eq!(used, [vec![0, 1], vec![2], vec![], vec![]]);
+    }
 
     #[test]
     fn counts_survive_the_metrics_round_trip() {

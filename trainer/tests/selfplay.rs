@@ -110,6 +110,9 @@ fn pipeline_trains_on_what_the_flywheel_kept() {
     assert!(!out.run_dir.join("iter-1/replay.jsonl").exists(), "iteration 1 has nothing to replay");
     let used: f64 = out.rows.iter().filter(|r| r.values["selfplay/iteration"] == 2.0).map(|r| r.values["selfplay/synthetic_prompts"]).sum();
     assert!(used > 0.0, "iteration 2 trained on iteration 1's synthetic turns");
+    // round(0.5 × 3) = 2 synthetic prompts per step over iteration 2's 2 steps, each turn once:
+    // a turn cycled through every step would flood the iteration with a few (mostly neutral) turns.
+    assert_eq!(used as usize, synthetic_1.len().min(2 * 2), "each of iteration 1's {} kept synthetic turns is a prompt once", synthetic_1.len());
     assert!(out.rows.iter().filter(|r| r.values["selfplay/iteration"] == 1.0).all(|r| r.values["selfplay/synthetic_prompts"] == 0.0));
     for key in [
         "rewards/expression/mean",

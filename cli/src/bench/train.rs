@@ -107,7 +107,7 @@ pub fn bench_train(args: BenchTrainArgs) -> Result<()> {
 
     let (mut phases, mut tokens, mut update_flops) = ([0.0f64; 3], 0.0, 0.0);
     for t in 0..=args.steps {
-        let items = step_items(0, args.prompts, &real, &[], sp, &corpus, w, run.seed, &draw);
+        let items = step_items(0, 0, args.prompts, &real, &[], sp, &corpus, w, run.seed, &draw);
         let (m, out) = step.run(model, &mut optim, &mut Flywheel::default(), &items, 1, t as u64);
         model = m;
         let out = out.map_err(anyhow::Error::new)?;
