@@ -91,6 +91,12 @@ pub struct WarmStartSection {
     /// Stop the warm start once this many minutes of SFT have run (default 0: no limit; `steps`
     /// still bounds it): a wall-clock budget, for comparing recipes at equal cost.
     pub minutes: f64,
+    /// With LoRA: merge the warm start's adapters into the weights at its end and give
+    /// self-play fresh ones (B = 0, so the policy is unchanged), instead of training on the
+    /// warm start's adapters (default false) [RECON]. Adam moves every adapter entry by about
+    /// the learning rate per step; on trained adapters both factors move, on fresh ones only
+    /// B at first, so the same rate changes the policy less (008 README, "v3/v4").
+    pub merge_lora: bool,
 }
 
 impl Default for WarmStartSection {
@@ -108,6 +114,7 @@ impl Default for WarmStartSection {
             batching: Batching::Random,
             eval_every: 0,
             minutes: 0.0,
+            merge_lora: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::self_play::{IterationSummary, SYNTHETIC_IDS, step_items};
 use crate::session::Session;
 use crate::splits::TrainData;
 use crate::step::{Step, steering_vectors, step_seconds};
-use crate::trainable::apply_trainable;
+use crate::trainable::{apply_trainable, restart_adapters};
 use crate::warm_start::{WarmStartRecord, replay, warm_start_phase};
 use burn::module::Module;
 use selfemo_model::{CausalLm, LoadOptions, LoadedModel, ModelSource, parse_device};
@@ -139,7 +139,7 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
             .map_or(0.0, |r| r.seconds)
     } else if config.warm_start.steps > 0 {
         let (m, seconds) = warm_start_phase(&s, model, &roles, &data.warm_start, &mut curve)?;
-        model = m;
+        model = if config.warm_start.merge_lora { restart_adapters(m, &config.model.trainable, config.seed.wrapping_add(1)) } else { m };
         seconds
     } else {
         0.0

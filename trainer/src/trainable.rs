@@ -31,3 +31,13 @@ pub fn apply_trainable(model: CausalLm, trainable: &Trainable, seed: u64) -> Cau
         }
     }
 }
+
+/// `model` with its LoRA adapters merged into the weights and fresh ones attached (B = 0, so
+/// the function is unchanged; A initialised from `seed`): what trains next starts from zero
+/// adapters on the merged model. Other trainable sets are returned as they are.
+pub fn restart_adapters(model: CausalLm, trainable: &Trainable, seed: u64) -> CausalLm {
+    match trainable {
+        Trainable::Lora { .. } => apply_trainable(model.materialize(), trainable, seed),
+        Trainable::All | Trainable::TopLayers { .. } => model,
+    }
+}

@@ -205,6 +205,32 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
     let (restored, _, _) = selfemo_trainer::checkpoint::load(&saved, fresh, AdamWSettings::default().build()).unwrap();
     assert_eq!(logits(&restored), logits(&model), "adapters restored from the checkpoint");
 
+    // warm_start.merge_lora: merged into the weights with fresh adapters, the same function, with
+    // every B factor back at zero; a checkpoint of it restores into a freshly adapted base (what
+    // --resume builds) with the same logits, so the merged weights travel with it.
+    let restarted = selfemo_trainer::trainable::restart_adapters(model.clone(), &trainable, 3);
+    let gap = logits(&restarted).iter().zip(logits(&model)).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(gap < 1e-5, "merging changed the logits by {gap}");
+    let b_factors = |m: &CausalLm| -> Vec<(String, f32)> {
+        use burn::store::ModuleSnapshot;
+        m.clone()
+            .collect(None, None, true)
+            .into_iter()
+            .map(|t| t.into_parts().unwrap())
+            .filter(|(name, ..)| name.contains("lora") && name.ends_with(".b"))
+            .map(|(name, _, _, _, bytes)| (name, bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs()).fold(0.0, f32::max)))
+            .collect()
+    };
+    let (trained, fresh_b) = (b_factors(&model), b_factors(&restarted));
+    assert_eq!(trained.len(), 3 * config.num_hidden_layers, "one B per adapted projection: {trained:?}");
+    assert!(trained.iter().all(|(_, m)| *m > 0.0), "training moved every B: {trained:?}");
+    assert_eq!(fresh_b.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), trained.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    assert!(fresh_b.iter().all(|(_, m)| *m == 0.0), "fresh adapters start at B = 0: {fresh_b:?}");
+    let run2 = tempfile::tempdir().unwrap();
+    let saved = selfemo_trainer::checkpoint::save(run2.path(), &restarted, &AdamWSettings::default().build(), &state).unwrap();
+    let (resumed, _, _) = selfemo_trainer::checkpoint::load(&saved, apply_trainable(base.clone(), &trainable, 2), AdamWSettings::default().build()).unwrap();
+    assert_eq!(logits(&resumed), logits(&restarted), "the merged weights and fresh adapters restored from the checkpoint");
+
     let dir = tempfile::tempdir().unwrap();
     selfemo_model::export::hf::write_model(&model.valid(), &config, dir.path(), Default::default()).unwrap();
     let (back, _) = selfemo_model::weights::load_hf(dir.path(), burn::tensor::DType::F32, None, &Device::flex()).unwrap();
