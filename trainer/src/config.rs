@@ -92,10 +92,9 @@ pub struct WarmStartSection {
     /// still bounds it): a wall-clock budget, for comparing recipes at equal cost.
     pub minutes: f64,
     /// With LoRA: merge the warm start's adapters into the weights at its end and give
-    /// self-play fresh ones (B = 0, so the policy is unchanged), instead of training on the
-    /// warm start's adapters (default false) [RECON]. Adam moves every adapter entry by about
-    /// the learning rate per step; on trained adapters both factors move, on fresh ones only
-    /// B at first, so the same rate changes the policy less (008 README, "v3/v4").
+    /// self-play fresh ones (B = 0, so the policy is unchanged), as pipelines that merge an SFT
+    /// adapter before RL do, instead of training on the warm start's adapters (default false)
+    /// [RECON].
     pub merge_lora: bool,
 }
 
