@@ -481,6 +481,9 @@ impl RunConfig {
         self.selfplay.validate()?;
         finite("warm_start.minutes", self.warm_start.minutes, self.warm_start.minutes >= 0.0)?;
         finite("warm_start.min_lr_ratio", self.warm_start.min_lr_ratio, (0.0..=1.0).contains(&self.warm_start.min_lr_ratio))?;
+        if self.warm_start.merge_lora && !(self.warm_start.steps > 0 && matches!(self.model.trainable, Trainable::Lora { .. })) {
+            return Err("warm_start.merge_lora merges the warm start's LoRA adapters: it needs warm_start.steps > 0 and model.trainable.kind = \"lora\"".into());
+        }
         if self.warm_start.batching == Batching::Dialogue && self.warm_start.label_sampling != LabelSampling::Natural {
             return Err("warm_start.batching = \"dialogue\" keeps each dialogue's targets together, so it needs warm_start.label_sampling = \"natural\"".into());
         }
@@ -557,6 +560,15 @@ mod tests {
         assert!(err("name = \"x\"\n[rewards]\nlambda = -1.0").contains("rewards.lambda"));
         assert!(err("[grpo]\nbeta = 0.1").contains("missing field `name`"));
         assert!(err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 0, alpha = 16.0 }").contains("model.trainable.rank"));
+        assert!(
+            err("name = \"x\"\n[prompt]\nreply_prefix = \"<answer>\"\n[warm_start]\nsteps = 4\nmerge_lora = true").contains("warm_start.merge_lora"),
+            "top layers have no adapters"
+        );
+        assert!(
+            err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 4, alpha = 8.0 }\n[warm_start]\nmerge_lora = true")
+                .contains("warm_start.merge_lora"),
+            "no warm start, nothing to merge"
+        );
         assert!(
             err("name = \"x\"\n[model]\ntrainable = { kind = \"lora\", rank = 8, alpha = 16.0, targets = [\"qproj\"] }")
                 .contains("unknown projection \"qproj\"")

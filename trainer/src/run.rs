@@ -237,10 +237,10 @@ fn self_play(
             pool = (k, flywheel.synthetic_items(k, labels, SYNTHETIC_IDS + (u64::from(k) << 24)));
         }
         let mut replay_seconds = 0.0;
-        if k > 1 && sp.sft_epochs > 0.0 && t + 1 == iteration_steps(g.max_steps, sp.iterations, k).0 {
+        let iteration_step = t + 1 - iteration_steps(g.max_steps, sp.iterations, k).0;
+        if k > 1 && sp.sft_epochs > 0.0 && iteration_step == 0 {
             (model, replay_seconds) = replay(s, model, &step.roles, &flywheel, k)?;
         }
-        let iteration_step = t + 1 - iteration_steps(g.max_steps, sp.iterations, k).0;
         let items = step_items(t, iteration_step, g.prompts_per_step, &data.real, &pool.1, sp, s.corpus, c.data.context_window, c.seed, &draw);
         let (m, out) = step.run(model, optim, &mut flywheel, &items, k, t);
         model = m;
