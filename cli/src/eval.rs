@@ -1,6 +1,7 @@
 //! `selfemo eval`: recognition scores of a model on dataset splits, by greedy generation
 //! (strict parsing) or by label scoring (one forward pass per target, shared dialogue prefixes).
 
+use crate::ranks::progress_bar;
 use anyhow::{Context, Result};
 use clap::Args;
 use selfemo_datasets::{ContextSpan, Corpus, Dataset, Split, Target, WindowAnchor};
@@ -10,6 +11,7 @@ use selfemo_eval::recognition::{evaluate, label_scores, prompts, score_predictio
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
 use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::evaluation::predict_on_ranks;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -136,44 +138,52 @@ pub struct EvalArgs {
     pub out: PathBuf,
 }
 
-/// Evaluates and prints a table per dataset and the mean.
+/// Evaluates and prints a table per dataset and the mean. Started by an MPI launcher, each
+/// rank predicts its share of the targets and rank 0 prints and writes the reports.
 pub fn run(args: EvalArgs) -> Result<()> {
     let t = &args.targets;
     let PromptSetup { run, template, window, budget } = t.prompt_setup(args.prompt_from.as_deref())?;
+    let ranks = crate::ranks::ranks()?;
+    let main = ranks.is_main();
     let m = t.load_model()?;
     let mut reports = serde_json::Map::new();
     let (mut acc, mut wf1) = (Vec::new(), Vec::new());
-    println!("{:<10} {:>8} {:>10} {:>10} {:>9} {:>8}", "dataset", "targets", "accuracy", "W-F1", "macro-F1", "invalid");
+    if main {
+        println!("{:<10} {:>8} {:>10} {:>10} {:>9} {:>8}", "dataset", "targets", "accuracy", "W-F1", "macro-F1", "invalid");
+    }
     for (corpus, targets) in t.datasets()? {
         let d = corpus.dataset;
         let started = Instant::now();
-        let bar = progress_bar(d.name(), targets.len());
-        let predicted: Vec<Prediction> = match args.mode {
-            Mode::Generate => {
-                let ps = prompts(&corpus, &targets, &template, window, budget, &m.tokenizer);
-                evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, args.batch, &mut |k| bar.inc(k as u64)).1
+        let bar = progress_bar(ranks.as_ref(), d.name(), targets.len());
+        let predict = |targets: &[Target]| -> Vec<Prediction> {
+            match args.mode {
+                Mode::Generate => {
+                    let ps = prompts(&corpus, targets, &template, window, budget, &m.tokenizer);
+                    evaluate(&m.model, &m.tokenizer, &ps, &corpus, args.max_new_tokens, args.batch, &mut |k| bar.inc(k as u64)).1
+                }
+                Mode::Score => match &run {
+                    Some(run) => {
+                        let ps = prompts(&corpus, targets, &run.score_template(), window, budget, &m.tokenizer);
+                        let scores = label_scores(&m.model, &m.tokenizer, &ps, d.labels(), args.batch, &mut |k| bar.inc(k as u64));
+                        score_predictions(&ps, scores, d.labels())
+                    }
+                    None => {
+                        let limits = ScoreLimits { window, budget, rows: args.batch };
+                        let scores = score_targets(&m.model, &m.tokenizer, &ScorePrompt::default(), &corpus, targets, limits, &mut |k| bar.inc(k as u64));
+                        dialogue_score_predictions(&corpus, targets, scores)
+                    }
+                },
             }
-            Mode::Score => match &run {
-                Some(run) => {
-                    let ps = prompts(&corpus, &targets, &run.score_template(), window, budget, &m.tokenizer);
-                    let scores = label_scores(&m.model, &m.tokenizer, &ps, d.labels(), args.batch, &mut |k| bar.inc(k as u64));
-                    score_predictions(&ps, scores, d.labels())
-                }
-                None => {
-                    let prompt = ScorePrompt::default();
-                    let scores =
-                        score_targets(&m.model, &m.tokenizer, &prompt, &corpus, &targets, ScoreLimits { window, budget, rows: args.batch }, &mut |k| {
-                            bar.inc(k as u64)
-                        });
-                    dialogue_score_predictions(&corpus, &targets, scores)
-                }
-            },
         };
+        let predicted = predict_on_ranks(ranks.as_ref(), d.labels(), &targets, predict);
+        bar.finish_and_clear();
+        if !main {
+            continue;
+        }
         let (r, n) = (report_of(&predicted, d.labels()), predicted.len());
         predictions::write(&predictions::path_beside(&args.out, d.name()), &corpus, &predicted)?;
-        bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
-        eprintln!("{}: {n} targets in {seconds:.1} s ({:.2} targets/s)", d.name(), n as f64 / seconds.max(1e-9));
+        eprintln!("{}: {n} targets in {seconds:.1} s ({:.2} targets/s) on {} rank(s)", d.name(), n as f64 / seconds.max(1e-9), ranks.size());
         println!("{:<10} {:>8} {:>10.4} {:>10.4} {:>9.4} {:>8.3}", d.name(), n, r.accuracy, r.weighted_f1, r.macro_f1, r.invalid_rate);
         acc.push(r.accuracy);
         wf1.push(r.weighted_f1);
@@ -194,6 +204,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         value["seconds"] = seconds.into();
         reports.insert(d.name().to_string(), value);
     }
+    if !main {
+        return Ok(());
+    }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     if t.dataset.len() > 1 {
         println!("{:<10} {:>8} {:>10.4} {:>10.4}", "mean", "", mean(&acc), mean(&wf1));
@@ -207,15 +220,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// A run config (`--prompt-from`).
 pub(crate) fn run_config(path: &std::path::Path) -> Result<RunConfig> {
     RunConfig::load(path).map_err(anyhow::Error::msg)
-}
-
-/// A bar with the count, rate and ETA on stderr.
-pub(crate) fn progress_bar(name: &str, total: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total as u64);
-    let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} targets  {per_sec}  eta {eta}").expect("a valid template");
-    bar.set_style(style);
-    bar.set_prefix(name.to_string());
-    bar
 }
 
 /// Default score-mode predictions: each target's argmax label (never invalid), with the label log-probs.

@@ -7,6 +7,7 @@ mod export;
 mod model;
 mod plot;
 mod probe;
+mod ranks;
 mod report;
 mod steer;
 mod train;

@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use clap::Args;
-use selfemo_trainer::collective::Collective;
 use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::run::{Progress, TrainOptions, train};
 use std::path::PathBuf;
@@ -37,7 +36,7 @@ impl Progress for Bar {
 /// and rank 0 alone prints and writes.
 pub fn run(args: TrainArgs) -> Result<()> {
     let config = RunConfig::load(&args.config).map_err(anyhow::Error::msg)?;
-    let ranks = ranks()?;
+    let ranks = crate::ranks::ranks()?;
     let bar = indicatif::ProgressBar::new(config.grpo.max_steps as u64);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
     let progress = Bar(bar);
@@ -48,23 +47,4 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("run folder: {}", out.run_dir.display());
     }
     Ok(())
-}
-
-/// This process's ranks: the MPI world (a world of one without a launcher).
-#[cfg(feature = "mpi")]
-pub fn ranks() -> Result<Box<dyn Collective>> {
-    let world = selfemo_trainer::collective::Mpi::init().ok_or_else(|| anyhow::anyhow!("MPI was already initialised in this process"))?;
-    Ok(Box::new(world))
-}
-
-/// This process alone; an error when an MPI launcher started it as one of several ranks.
-#[cfg(not(feature = "mpi"))]
-pub fn ranks() -> Result<Box<dyn Collective>> {
-    match selfemo_trainer::collective::launcher_world_size() {
-        Some(n) if n > 1 => anyhow::bail!(
-            "started by an MPI launcher as one of {n} processes, but this selfemo was built without the `mpi` feature \
-             (cargo build --release --features mpi; see README, Scaling out)"
-        ),
-        _ => Ok(Box::new(selfemo_trainer::collective::Local)),
-    }
 }

@@ -1,7 +1,7 @@
 //! Data-parallel training on MPI: `mpirun -np 2 selfemo train` equals the one-process run of
 //! the same config (the same samples, rewards and flywheel rows; float statistics and weights
-//! to summation-order noise), and a rank killed mid-run stops the whole run, which `--resume`
-//! then finishes. Needs the `mpi` feature and Open MPI's `mpirun`: `scripts/test` runs it under
+//! to summation-order noise), `selfemo eval` and `selfemo probe` on 2 ranks give one process's
+//! reports, and a rank killed mid-run stops the whole run, which `--resume` then finishes. Needs the `mpi` feature and Open MPI's `mpirun`: `scripts/test` runs it under
 //! CI=true (`cargo test -p selfemo-cli --features mpi --test mpi`); elsewhere it says why it
 //! skips.
 
@@ -136,6 +136,8 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
         }
     }
 
+    eval_and_probes_on_two_ranks_equal_one_process(&one.run_dir().join("final"), dir.path());
+
     // A rank killed after the first checkpoint: the launcher ends the whole run, promptly.
     let (killed, killed_toml) = tiny(dir.path(), "killed").unwrap();
     let mut run = mpirun(2).args(["train", killed_toml.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
@@ -168,6 +170,44 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
     let resumed = rows(&killed.run_dir());
     assert_same_rows(&a, &resumed);
     assert!(weight_gap(&one.run_dir(), &killed.run_dir()) < 1e-6, "the resumed run ends where one process does");
+}
+
+/// `selfemo eval` (both modes) and both probes of `model` on 2 ranks against one process: the
+/// same reports (less their timings) and the same per-target predictions.
+fn eval_and_probes_on_two_ranks_equal_one_process(model: &Path, dir: &Path) {
+    let model = model.to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["eval", "--mode", "score", "--batch", "2"],
+        &["eval", "--mode", "generate", "--max-new-tokens", "4", "--batch", "2"],
+        &["probe", "hallucination", "--batch", "2"],
+        &["probe", "faithfulness", "--max-new-tokens", "6", "--batch", "2"],
+    ];
+    for (k, command) in commands.iter().enumerate() {
+        let out = |ranks: usize| dir.join(format!("{k}-{ranks}.json"));
+        let common = ["--model", model, "--limit", "7", "--context-window", "1", "--max-prompt-tokens", "120"];
+        let mut one = Command::new(env!("CARGO_BIN_EXE_selfemo"));
+        check(one.args(*command).args(common).arg("--out").arg(out(1)).output().unwrap(), &format!("{command:?}"));
+        check(mpirun(2).args(*command).args(common).arg("--out").arg(out(2)).output().unwrap(), &format!("mpirun -np 2 {command:?}"));
+        let report = |ranks: usize| {
+            let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(out(ranks)).unwrap()).unwrap();
+            v["meld"].as_object_mut().unwrap().remove("seconds");
+            v
+        };
+        let (a, b) = (report(1), report(2));
+        assert!(a["meld"].as_object().unwrap().len() > 1, "{command:?}: a report: {a}");
+        assert_eq!(a, b, "{command:?}: 2 ranks report what one process does");
+        eprintln!("{command:?} on 2 ranks = one process: {}", a["meld"]);
+        if command[0] == "eval" {
+            let predictions = |ranks: usize| selfemo_eval::predictions::read(&selfemo_eval::predictions::path_beside(&out(ranks), "meld")).unwrap();
+            let (p, q) = (predictions(1), predictions(2));
+            assert_eq!(p.len(), 7);
+            for (x, y) in p.iter().zip(&q) {
+                assert_eq!((&x.text, x.turn), (&y.text, y.turn), "{command:?}: the same targets, golds, predictions and completions");
+                let (lx, ly) = (x.label_logprobs.clone().unwrap_or_default(), y.label_logprobs.clone().unwrap_or_default());
+                assert!(lx.len() == ly.len() && lx.iter().zip(&ly).all(|(a, b)| (a - b).abs() < 1e-4), "{command:?}: {lx:?} vs {ly:?}");
+            }
+        }
+    }
 }
 
 /// The process id of rank `rank` of the mpirun job training `config`.

@@ -116,6 +116,11 @@ impl LabelSet {
         self.labels.get(i).map(|l| Emotion(l))
     }
 
+    /// Where `e` stands in [`LabelSet::emotions`]; `None` for another dataset's label.
+    pub fn index(&self, e: Emotion) -> Option<usize> {
+        self.labels.iter().position(|l| *l == e.0)
+    }
+
     /// Maps a word (any case, surrounding space and punctuation ignored) to this set's label.
     pub fn parse(&self, word: &str) -> Option<Emotion> {
         let w = word.trim().trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
@@ -219,6 +224,18 @@ mod tests {
         assert_eq!(EMORYNLP.parse("angry").unwrap().name(), "Mad");
         assert_eq!(IEMOCAP.parse("sadness").unwrap().name(), "sad");
         assert_eq!(MELD.parse("sad").unwrap().name(), "sadness");
+    }
+
+    #[test]
+    fn index_inverts_get_and_rejects_other_sets_labels() {
+        for set in [&MELD, &EMORYNLP, &IEMOCAP] {
+            for (i, e) in set.emotions().enumerate() {
+                assert_eq!(set.index(e), Some(i));
+                assert_eq!(set.get(i), Some(e));
+            }
+        }
+        assert_eq!(MELD.index(EMORYNLP.parse("Joyful").unwrap()), None);
+        assert_eq!(EMORYNLP.index(MELD.parse("anger").unwrap()), None);
     }
 
     #[test]

@@ -151,6 +151,12 @@ pub fn gather_concat<T: Serialize + DeserializeOwned>(c: &dyn Collective, mine: 
         .collect()
 }
 
+/// `f` of this rank's [`share`] of `items`, every rank's results gathered in rank order: when
+/// `f` maps each item on its own, what one process computing `f(items)` returns.
+pub fn map_shares<I, T: Serialize + DeserializeOwned>(c: &dyn Collective, items: &[I], f: impl FnOnce(&[I]) -> Vec<T>) -> Vec<T> {
+    gather_concat(c, f(&items[share(items.len(), c.rank(), c.size())]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! configured mode, with an optional logit adjustment fitted on the best stage's dev scores.
 //! Every evaluation writes its per-target predictions beside its report.
 
-use crate::collective::{Collective, gather_concat, share};
+use crate::collective::{Collective, map_shares};
 use crate::config::RunConfig;
 use crate::error::{AtPath, Result};
 use crate::run_dir::write_json;
@@ -13,7 +13,7 @@ use crate::session::Session;
 use burn::module::Module;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use selfemo_datasets::{Corpus, Target};
+use selfemo_datasets::{Corpus, Emotion, LabelSet, Target};
 use selfemo_eval::calibration::LogitAdjustment;
 use selfemo_eval::predictions::{self, Prediction, report_of};
 use selfemo_eval::recognition::{dev_reward, evaluate, label_scores, prompts, score_predictions};
@@ -72,9 +72,31 @@ pub fn stratified(corpus: &Corpus, mut targets: Vec<Target>, limit: usize, seed:
     out
 }
 
-/// A prediction as it travels between ranks: gold and predicted label by index in the label
-/// set, the completion, the label log-probs (the target is known from its position).
-type WirePrediction = (usize, Option<usize>, Option<String>, Option<Vec<f64>>);
+/// A prediction as it travels between ranks: its target (dialogue, turn), gold and predicted
+/// label by index in the label set, the completion, the label log-probs.
+type WirePrediction = (usize, usize, usize, Option<usize>, Option<String>, Option<Vec<f64>>);
+
+/// `predict` of this rank's [`share`](crate::collective::share) of `targets`, every rank's predictions gathered in target
+/// order: on N ranks the predictions one process makes, each rank running 1/N of them.
+pub fn predict_on_ranks(c: &dyn Collective, labels: &LabelSet, targets: &[Target], predict: impl FnOnce(&[Target]) -> Vec<Prediction>) -> Vec<Prediction> {
+    if c.size() == 1 {
+        return predict(targets);
+    }
+    let index = |e: Emotion| labels.index(e).expect("predictions are of the evaluated label set");
+    let label = |i: usize| labels.get(i).expect("every rank indexes the same label set");
+    map_shares(c, targets, |mine| {
+        predict(mine).into_iter().map(|p| (p.target.dialogue, p.target.turn, index(p.gold), p.predicted.map(index), p.completion, p.label_logprobs)).collect()
+    })
+    .into_iter()
+    .map(|(dialogue, turn, gold, predicted, completion, label_logprobs): WirePrediction| Prediction {
+        target: Target { dialogue, turn },
+        gold: label(gold),
+        predicted: predicted.map(label),
+        completion,
+        label_logprobs,
+    })
+    .collect()
+}
 
 /// One dev evaluation's scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,27 +131,9 @@ impl<'a> Evaluator<'a> {
 
     /// Each target's prediction by `model` in `mode`, from the run's prompts (score mode: its
     /// template with a reply prefix that ends where the label goes), this rank predicting its
-    /// share ([`share`]) and gathering the others'.
+    /// share and gathering the others' ([`predict_on_ranks`]).
     pub fn predict(&self, model: &CausalLm, targets: &[Target], mode: EvalMode) -> Vec<Prediction> {
-        let c = self.collective;
-        if c.size() == 1 {
-            return self.predict_here(model, targets, mode);
-        }
-        let emotions: Vec<_> = self.corpus.dataset.labels().emotions().collect();
-        let index = |e: selfemo_datasets::Emotion| emotions.iter().position(|x| *x == e).expect("predictions are of the run's label set");
-        let mine = self.predict_here(model, &targets[share(targets.len(), c.rank(), c.size())], mode);
-        let wire: Vec<WirePrediction> = mine.into_iter().map(|p| (index(p.gold), p.predicted.map(index), p.completion, p.label_logprobs)).collect();
-        gather_concat(c, wire)
-            .into_iter()
-            .zip(targets)
-            .map(|((gold, predicted, completion, label_logprobs), target)| Prediction {
-                target: *target,
-                gold: emotions[gold],
-                predicted: predicted.map(|i| emotions[i]),
-                completion,
-                label_logprobs,
-            })
-            .collect()
+        predict_on_ranks(self.collective, self.corpus.dataset.labels(), targets, |mine| self.predict_here(model, mine, mode))
     }
 
     fn predict_here(&self, model: &CausalLm, targets: &[Target], mode: EvalMode) -> Vec<Prediction> {
