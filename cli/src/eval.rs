@@ -10,6 +10,7 @@ use selfemo_eval::predictions::{self, Prediction, report_of};
 use selfemo_eval::recognition::{evaluate, label_scores, prompts, score_predictions};
 use selfemo_model::{LoadOptions, LoadedModel, ModelSource, parse_device};
 use selfemo_selfplay::RecogniserPrompt;
+use selfemo_trainer::collective::{Collective, this_rank_device};
 use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::evaluation::predict_on_ranks;
 use std::path::{Path, PathBuf};
@@ -90,9 +91,9 @@ impl TargetArgs {
         Ok(PromptSetup { run, template, window, budget })
     }
 
-    /// The model, on the chosen device.
-    pub(crate) fn load_model(&self) -> Result<LoadedModel> {
-        let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
+    /// The model, on the chosen device (a bare `cuda` under an MPI launcher: each rank its own GPU).
+    pub(crate) fn load_model(&self, ranks: &dyn Collective) -> Result<LoadedModel> {
+        let device = parse_device(&this_rank_device(&self.device, ranks)).map_err(anyhow::Error::msg)?;
         LoadedModel::load(&ModelSource::parse(&self.model), LoadOptions::default(), &device).context("loading the model")
     }
 
@@ -145,7 +146,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let PromptSetup { run, template, window, budget } = t.prompt_setup(args.prompt_from.as_deref())?;
     let ranks = crate::ranks::ranks()?;
     let main = ranks.is_main();
-    let m = t.load_model()?;
+    let m = t.load_model(ranks.as_ref())?;
     let mut reports = serde_json::Map::new();
     let (mut acc, mut wf1) = (Vec::new(), Vec::new());
     if main {

@@ -32,7 +32,7 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
     let t = &args.targets;
     let PromptSetup { window, budget, .. } = t.prompt_setup(None)?;
     let ranks = crate::ranks::ranks()?;
-    let m = t.load_model()?;
+    let m = t.load_model(ranks.as_ref())?;
     let mut reports = serde_json::Map::new();
     if ranks.is_main() {
         println!("{:<10} {:>6} {:>7} {:>13} {:>6} {:>9} {:>6}", "dataset", "pairs", "basic", "hallucinated", "pair", "yes-bias", "r_fp");
@@ -112,7 +112,7 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
         template.reply_prefix
     );
     let ranks = crate::ranks::ranks()?;
-    let m = t.load_model()?;
+    let m = t.load_model(ranks.as_ref())?;
     let policy = selfemo_eval::policy::ModelPolicy {
         model: &m.model,
         tok: &m.tokenizer,

@@ -71,6 +71,27 @@ pub fn launcher_world_size() -> Option<usize> {
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().find_map(|v| std::env::var(v).ok()?.parse().ok())
 }
 
+/// This process's rank among the ranks on its node, from the variables launchers set (Open
+/// MPI's `OMPI_COMM_WORLD_LOCAL_RANK`, Slurm's `SLURM_LOCALID`, MPICH's `MPI_LOCALRANKID`);
+/// `None` when no launcher started it.
+pub fn launcher_local_rank() -> Option<usize> {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"].iter().find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+/// The device a rank runs on: a bare `cuda` means one GPU per rank, `cuda:<local rank>`, when
+/// a launcher started this process; any other name (`cpu`, `wgpu`, `cuda:1`) is every rank's.
+pub fn rank_device(device: &str, local_rank: Option<usize>) -> String {
+    match local_rank {
+        Some(r) if device.trim().eq_ignore_ascii_case("cuda") => format!("cuda:{r}"),
+        _ => device.to_string(),
+    }
+}
+
+/// The device this rank of `c` runs on ([`rank_device`] with the launcher's local rank).
+pub fn this_rank_device(device: &str, c: &dyn Collective) -> String {
+    rank_device(device, (c.size() > 1).then(launcher_local_rank).flatten())
+}
+
 /// The share of `n` consecutive items that rank `rank` of `size` takes: contiguous, as even as
 /// possible, earlier ranks first (`n` = 5 over 2 ranks: 0..2 and 2..5).
 pub fn share(n: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
@@ -160,6 +181,16 @@ pub fn map_shares<I, T: Serialize + DeserializeOwned>(c: &dyn Collective, items:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_cuda_device_takes_the_ranks_gpu_on_its_node() {
+        assert_eq!(rank_device("cuda", Some(3)), "cuda:3");
+        assert_eq!(rank_device("CUDA", Some(0)), "cuda:0");
+        assert_eq!(rank_device("cuda", None), "cuda", "one process: the config's device");
+        assert_eq!(rank_device("cuda:1", Some(3)), "cuda:1", "a named GPU is every rank's");
+        assert_eq!(rank_device("cpu", Some(2)), "cpu");
+        assert_eq!(rank_device("wgpu", Some(1)), "wgpu");
+    }
 
     #[test]
     fn shares_cover_every_item_once_in_order() {

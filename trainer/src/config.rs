@@ -24,7 +24,8 @@ pub struct RunConfig {
     /// Seed of every random choice (default 0).
     #[serde(default)]
     pub seed: u64,
-    /// `cpu`, `cuda[:i]` or `wgpu` (default `cpu`).
+    /// `cpu`, `cuda[:i]` or `wgpu` (default `cpu`). Under an MPI launcher a bare `cuda` gives
+    /// each rank its own GPU, `cuda:<rank on its node>`.
     #[serde(default = "default_device")]
     pub device: String,
     /// The policy.

@@ -82,7 +82,8 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     } else {
         None
     };
-    let device = parse_device(&config.device).map_err(|e| TrainError::Config(format!("device: {e}")))?.autodiff();
+    let device =
+        parse_device(&crate::collective::this_rank_device(&config.device, collective)).map_err(|e| TrainError::Config(format!("device: {e}")))?.autodiff();
     let load = LoadOptions { max_layers: (config.model.max_layers > 0).then_some(config.model.max_layers), ..Default::default() };
     let LoadedModel { model, config: model_config, tokenizer } = LoadedModel::load(&ModelSource::parse(&config.model.source), load, &device)?;
     let corpus = selfemo_datasets::load(config.data.dataset, config.data.path.as_deref())?;
