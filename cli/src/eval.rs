@@ -213,9 +213,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{:<10} {:>8} {:>10.4} {:>10.4}", "mean", "", mean(&acc), mean(&wf1));
     }
     reports.insert("mean".into(), serde_json::json!({ "accuracy": mean(&acc), "weighted_f1": mean(&wf1) }));
-    crate::report::write_json(&args.out, &reports)?;
-    println!("wrote {}", args.out.display());
-    Ok(())
+    crate::ranks::write_reports(ranks.as_ref(), &args.out, &reports)
 }
 
 /// A run config (`--prompt-from`).

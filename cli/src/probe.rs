@@ -7,7 +7,7 @@ use crate::eval::{PromptSetup, TargetArgs};
 use crate::ranks::progress_bar;
 use anyhow::Result;
 use clap::Args;
-use selfemo_trainer::collective::{Collective, map_shares};
+use selfemo_trainer::collective::map_shares;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -68,16 +68,7 @@ pub fn hallucination(args: ProbeArgs) -> Result<()> {
         value["seconds"] = seconds.into();
         reports.insert(d.name().to_string(), value);
     }
-    write_reports(ranks.as_ref(), &args.out, &reports)
-}
-
-/// Rank 0 writes the JSON report and says where.
-fn write_reports(ranks: &dyn Collective, out: &std::path::Path, reports: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    if ranks.is_main() {
-        crate::report::write_json(out, reports)?;
-        println!("wrote {}", out.display());
-    }
-    Ok(())
+    crate::ranks::write_reports(ranks.as_ref(), &args.out, &reports)
 }
 
 /// Options of `selfemo probe faithfulness`.
@@ -175,5 +166,5 @@ pub fn faithfulness(args: FaithArgs) -> Result<()> {
             .collect();
         reports.insert(d.name().to_string(), value);
     }
-    write_reports(ranks.as_ref(), &args.out, &reports)
+    crate::ranks::write_reports(ranks.as_ref(), &args.out, &reports)
 }

@@ -35,3 +35,12 @@ pub fn progress_bar(ranks: &dyn Collective, name: &str, total: usize) -> indicat
     bar.set_prefix(name.to_string());
     bar
 }
+
+/// Rank 0 writes the JSON report and says where; the other ranks write nothing.
+pub fn write_reports(ranks: &dyn Collective, out: &std::path::Path, reports: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    if ranks.is_main() {
+        crate::report::write_json(out, reports)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}

@@ -76,12 +76,10 @@ pub fn stratified(corpus: &Corpus, mut targets: Vec<Target>, limit: usize, seed:
 /// label by index in the label set, the completion, the label log-probs.
 type WirePrediction = (usize, usize, usize, Option<usize>, Option<String>, Option<Vec<f64>>);
 
-/// `predict` of this rank's [`share`](crate::collective::share) of `targets`, every rank's predictions gathered in target
-/// order: on N ranks the predictions one process makes, each rank running 1/N of them.
+/// `predict` of this rank's [`share`](crate::collective::share) of `targets`, every rank's
+/// predictions gathered in target order: on N ranks the predictions one process makes, each
+/// rank running 1/N of them.
 pub fn predict_on_ranks(c: &dyn Collective, labels: &LabelSet, targets: &[Target], predict: impl FnOnce(&[Target]) -> Vec<Prediction>) -> Vec<Prediction> {
-    if c.size() == 1 {
-        return predict(targets);
-    }
     let index = |e: Emotion| labels.index(e).expect("predictions are of the evaluated label set");
     let label = |i: usize| labels.get(i).expect("every rank indexes the same label set");
     map_shares(c, targets, |mine| {
