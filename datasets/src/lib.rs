@@ -12,6 +12,7 @@ pub mod error;
 pub mod iemocap;
 pub mod labels;
 pub mod meld;
+pub mod sampling;
 pub mod stats;
 pub mod types;
 pub mod unified;

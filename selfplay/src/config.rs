@@ -5,6 +5,7 @@ use crate::flywheel::FlywheelConfig;
 use crate::items::TargetEmotion;
 use crate::judge::JudgePrompt;
 use crate::prompts::ResponderPrompt;
+use selfemo_datasets::sampling::LabelSampling;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -72,6 +73,10 @@ pub struct SelfPlayConfig {
     /// k−1 kept, on their own completions (rejection-sampling fine-tuning on the policy's
     /// verified answers; default 1.0; 0 = the kept rows are only logged).
     pub sft_epochs: f64,
+    /// How those SFT examples are drawn from the kept rows by gold label (default `natural`:
+    /// the rows in order, so the replay leans to the labels the policy already gets right;
+    /// `balanced` gives every kept label the same share, `sqrt` is between) [RECON].
+    pub sft_label_sampling: LabelSampling,
     /// Examples per SFT step (default 8).
     pub sft_batch_size: usize,
     /// Learning rate of those SFT steps (default 1e-4).
@@ -95,6 +100,7 @@ impl Default for SelfPlayConfig {
             rerecogniser: Rerecogniser::Policy,
             flywheel: FlywheelConfig::default(),
             sft_epochs: 1.0,
+            sft_label_sampling: LabelSampling::Natural,
             sft_batch_size: 8,
             sft_learning_rate: 1e-4,
             judge: JudgePrompt::default(),

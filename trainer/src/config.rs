@@ -4,7 +4,8 @@
 use crate::evaluation::EvalMode;
 use crate::loss::{Clip, LossType};
 use crate::optim::{AdamWSettings, LrDecay};
-use crate::splits::{Batching, LabelSampling};
+use crate::splits::Batching;
+use selfemo_datasets::sampling::LabelSampling;
 use selfemo_datasets::{ContextSpan, Dataset, WindowAnchor};
 use selfemo_model::SamplingConfig;
 use selfemo_rewards::{RewardConfig, ScaleRewards};
