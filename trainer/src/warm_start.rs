@@ -303,9 +303,10 @@ pub(crate) fn replay(s: &Session, model: CausalLm, roles: &Roles, flywheel: &Fly
     let (model, outcome) = sft_on(s.collective, model, &mut c.grpo.adamw.build(), &examples, tok.pad_id, &plan, &mut |_, _, _| Ok(()))?;
     let losses = &outcome.losses;
     s.event(&format!(
-        "iteration {k}: {} SFT steps on {} kept recognition rows of iteration {}, loss {:.4} -> {:.4}",
+        "iteration {k}: {} SFT steps ({} examples) on {} kept recognition rows of iteration {}, loss {:.4} -> {:.4}",
         losses.len(),
         examples.len(),
+        kept.len(),
         k - 1,
         losses.first().copied().unwrap_or(f64::NAN),
         losses.last().copied().unwrap_or(f64::NAN)
