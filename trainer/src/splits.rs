@@ -6,8 +6,8 @@
 
 use crate::config::RunConfig;
 use crate::grpo::DegenerateGroups;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use selfemo_datasets::sampling::{LabelSampling, draw};
 use selfemo_datasets::{Corpus, Emotion, Split, Target};
 use selfemo_selfplay::RecognitionItem;
