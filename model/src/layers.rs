@@ -6,7 +6,7 @@ use crate::tree_attention::TreeBlocks;
 use crate::{few_rows, rope};
 use burn::module::{Module, Param};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor, activation};
+use burn::tensor::{Bool, Device, Tensor, activation};
 use burn::tensor::{DType, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
@@ -25,8 +25,10 @@ impl Proj {
 }
 
 /// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) on the CPU without autodiff
-/// it runs by [`few_rows::x_wt`], which streams W once instead of repacking it; elsewhere, a
-/// few rows run as (W · xᵀ)ᵀ so that the matmul streams W as its large operand.
+/// it runs by [`few_rows::x_wt`], which streams W once instead of repacking it; with autodiff on
+/// the CPU, a few rows run as (W · xᵀ)ᵀ so that the matmul streams W as its large operand. GPU
+/// backends take plain x · Wᵀ: on burn 0.22.1's wgpu backend the (W · xᵀ)ᵀ form gave wrong
+/// attention outputs from 16 rows on (tests/backends.rs).
 pub fn project(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     project_many(x, vec![w]).pop().expect("one projection")
 }
@@ -46,7 +48,8 @@ pub fn project_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
             .map(|(out, (_, n))| Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [m, *n]))))
             .collect();
     }
-    ws.into_iter().map(|w| if m <= FEW_ROWS { w.matmul(x.clone().transpose()).transpose() } else { x.clone().matmul(w.transpose()) }).collect()
+    let transposed = m <= FEW_ROWS && x.device().without_autodiff() == Device::flex();
+    ws.into_iter().map(|w| if transposed { w.matmul(x.clone().transpose()).transpose() } else { x.clone().matmul(w.transpose()) }).collect()
 }
 
 /// Up to this many rows, [`project`] takes its few-rows path.

@@ -11,6 +11,13 @@ use selfemo_trainer::optim::{AdamWSettings, LrDecay, LrSchedule};
 
 const LABELS: [u32; 4] = [4, 5, 6, 7];
 
+/// The device these tests train on: `$SELFEMO_TEST_DEVICE` (`wgpu`, `cuda:0`, in a build with that
+/// feature: scripts/test, scripts/gpu-check), else the CPU; with autodiff.
+fn train_device() -> Device {
+    let name = std::env::var("SELFEMO_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    selfemo_model::parse_device(&name).unwrap_or_else(|e| panic!("SELFEMO_TEST_DEVICE: {e}")).autodiff()
+}
+
 fn prompts(step: usize) -> Vec<(usize, Vec<u32>)> {
     (0..4).map(|i| (step * 4 + i, vec![1, 2, LABELS[(step + i) % 4], 3])).collect()
 }
@@ -53,7 +60,7 @@ fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_i
 #[test]
 fn tiny_policy_learns_to_answer_the_named_label() {
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let mut model = CausalLm::random(&config, 11, &device);
     let reference = model.valid();
     let mut optim = AdamWSettings::default().build();
@@ -87,7 +94,7 @@ fn tiny_policy_learns_to_answer_the_named_label() {
 #[test]
 fn non_finite_steps_are_refused_and_leave_the_model_unchanged() {
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let model = CausalLm::random(&config, 5, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
     let settings = settings(Clip { epsilon: 0.2, epsilon_high: 0.2, beta: 0.0 }, LossType::Grpo, 2, 1);
@@ -111,7 +118,7 @@ fn non_finite_steps_are_refused_and_leave_the_model_unchanged() {
 #[test]
 fn gradient_accumulation_takes_the_same_step() {
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let model = CausalLm::random(&config, 3, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 5, 0, &[], 0);
@@ -140,7 +147,7 @@ fn sft_loss_is_completion_cross_entropy_and_teaches_the_completion() {
     use burn::tensor::{Int, Tensor, TensorData, activation};
     use selfemo_trainer::loss::sft_loss;
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let mut model = CausalLm::random(&config, 9, &device);
     let prompts = vec![vec![1, 2, 4, 3], vec![1, 5, 3]];
     let completions = vec![vec![8, 9, 0], vec![10, 0]];
@@ -149,7 +156,7 @@ fn sft_loss_is_completion_cross_entropy_and_teaches_the_completion() {
     for (p, c) in prompts.iter().zip(&completions) {
         let ids: Vec<i64> = p.iter().chain(c).map(|t| *t as i64).collect();
         let n = ids.len();
-        let logits = model.valid().forward_logits(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &Device::flex()));
+        let logits = model.valid().forward_logits(Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &train_device().without_autodiff()));
         let lp = activation::log_softmax(logits.reshape([n, 16]), 1).into_data().try_to_vec::<f32>().unwrap();
         nll.extend(c.iter().enumerate().map(|(j, t)| -(lp[(p.len() + j - 1) * 16 + *t as usize] as f64)));
     }
@@ -173,11 +180,11 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
     use selfemo_trainer::config::Trainable;
     use selfemo_trainer::trainable::apply_trainable;
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let base = CausalLm::random(&config, 13, &device);
     let trainable = Trainable::Lora { rank: 4, alpha: 8.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
     let mut model = apply_trainable(base.clone(), &trainable, 1);
-    let ids = || Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2, 5, 3, 7], [1, 5]), &Device::flex());
+    let ids = || Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2, 5, 3, 7], [1, 5]), &train_device().without_autodiff());
     let logits = |m: &CausalLm| m.valid().forward_logits(ids()).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(logits(&model), logits(&base), "B = 0: adapters start as the identity");
 
@@ -233,7 +240,7 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
 
     let dir = tempfile::tempdir().unwrap();
     selfemo_model::export::hf::write_model(&model.valid(), &config, dir.path(), Default::default()).unwrap();
-    let (back, _) = selfemo_model::weights::load_hf(dir.path(), burn::tensor::DType::F32, None, &Device::flex()).unwrap();
+    let (back, _) = selfemo_model::weights::load_hf(dir.path(), burn::tensor::DType::F32, None, &train_device().without_autodiff()).unwrap();
     let (a, b) = (logits(&model), back.forward_logits(ids()).into_data().try_to_vec::<f32>().unwrap());
     let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(gap < 1e-5, "exported (merged) model differs from the adapted one by {gap}");
@@ -243,7 +250,7 @@ fn lora_trains_only_its_adapters_and_exports_merged_weights() {
 #[test]
 fn dropped_degenerate_groups_leave_the_loss_as_if_absent() {
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let model = CausalLm::random(&config, 4, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 2, 0, &[], 0);
@@ -278,7 +285,7 @@ fn group_consistency_breaks_ties_in_degenerate_groups() {
     let scored = score_recognition_group(&answers.each_ref().map(String::as_str), &[meld.parse("sadness").unwrap()], meld, &rewards, None);
     assert!(scored.iter().all(|(_, b)| b.total == scored[0].1.total), "a degenerate group");
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let model = CausalLm::random(&config, 6, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 8, 0, &[], 0);
@@ -303,7 +310,7 @@ fn clip_statistics_cover_every_one_of_the_mu_steps() {
     // At the first of μ steps π_θ = π_old, so nothing is clipped; a large step moves the ratio
     // past 1 ± ε for the second. The logged clip ratios are the mean over all μ steps, as TRL's.
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let device = Device::flex().autodiff();
+    let device = train_device();
     let model = CausalLm::random(&config, 12, &device);
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 5, 0, &[], 0);
@@ -325,7 +332,7 @@ fn clip_statistics_cover_every_one_of_the_mu_steps() {
 #[test]
 fn each_of_the_mu_steps_takes_its_own_scheduled_rate() {
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
-    let model = CausalLm::random(&config, 2, &Device::flex().autodiff());
+    let model = CausalLm::random(&config, 2, &train_device());
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 2, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 3, 0, &[], 0);
     score(&mut groups);
@@ -346,7 +353,7 @@ fn each_of_the_mu_steps_takes_its_own_scheduled_rate() {
 fn an_sft_pass_reports_every_n_steps_and_stops_when_its_budget_is_spent() {
     use selfemo_trainer::warm_start::{Example, SftPlan, sft};
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
-    let model = CausalLm::random(&config, 9, &Device::flex().autodiff());
+    let model = CausalLm::random(&config, 9, &train_device());
     let examples: Vec<Example> = vec![(vec![1, 2, 4, 3], vec![8, 9]), (vec![1, 5, 3], vec![10])];
     let refs: Vec<&Example> = examples.iter().collect();
     let plan = SftPlan {
@@ -385,7 +392,7 @@ fn an_sft_pass_reports_every_n_steps_and_stops_when_its_budget_is_spent() {
 fn a_cosine_sft_pass_decays_to_its_floor_by_steps_or_by_time() {
     use selfemo_trainer::warm_start::{Example, SftPlan, sft};
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
-    let model = CausalLm::random(&config, 9, &Device::flex().autodiff());
+    let model = CausalLm::random(&config, 9, &train_device());
     let examples: Vec<Example> = vec![(vec![1, 2, 4, 3], vec![8, 9]), (vec![1, 5, 3], vec![10])];
     let refs: Vec<&Example> = examples.iter().collect();
     let probe = |m: &CausalLm| selfemo_model::completion_logprobs(m, &[vec![1, 2, 4, 3]], &[vec![8, 9]], 0, 1.0).into_data().try_to_vec::<f32>().unwrap();
@@ -446,13 +453,13 @@ fn the_prefix_tree_layout_gives_the_padded_loss_and_every_gradient() {
         // (`selfemo_model::tree_attention`), the others fit one dense call.
         for (g, beta, lora, long) in [(1, 0.0, false, 0), (4, 0.04, false, 0), (4, 0.04, true, 0), (4, 0.04, true, 150)] {
             let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(arch) };
-            let base = CausalLm::random(&config, 21, &Device::flex().autodiff());
+            let base = CausalLm::random(&config, 21, &train_device());
             let model = if lora {
                 apply_trainable(base, &Trainable::Lora { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "down_proj".into()] }, 3)
             } else {
                 base
             };
-            let reference = CausalLm::random(&config, 22, &Device::flex());
+            let reference = CausalLm::random(&config, 22, &train_device().without_autodiff());
             // Groups of G ragged completions of prompts that share a header, one of them twice.
             let body = |seed: u32| (0..long).map(move |k| (seed * 7 + k * k) % 16);
             let prompts_g: [Vec<u32>; 3] = [
@@ -505,7 +512,7 @@ fn passes_cut_by_the_token_budget_take_the_same_step_as_one_pass() {
     assert_eq!(micro_batches(&rows, &[2, 1, 2], 1, 3), [0, 1, 2, 3], "every sample over the budget is its own pass");
     assert_eq!(micro_batches(&rows, &[2, 1, 2], 2, 0), [0, 1, 3], "even parts first");
     let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Qwen3) };
-    let model = CausalLm::random(&config, 8, &Device::flex().autodiff());
+    let model = CausalLm::random(&config, 8, &train_device());
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
     let mut groups = rollout(&model.valid(), &prompts(0), 4, &sampling, 4, 0, &[], 0);
     for (i, s) in groups.iter_mut().flat_map(|g| g.samples.iter_mut()).enumerate() {
