@@ -48,7 +48,7 @@ pub fn project_many(x: Tensor<2>, ws: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
             .map(|(out, (_, n))| Tensor::<2>::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [m, *n]))))
             .collect();
     }
-    let transposed = m <= FEW_ROWS && x.device().without_autodiff() == Device::flex();
+    let transposed = m <= FEW_ROWS && x.device() == Device::flex();
     ws.into_iter().map(|w| if transposed { w.matmul(x.clone().transpose()).transpose() } else { x.clone().matmul(w.transpose()) }).collect()
 }
 

@@ -4,17 +4,21 @@
 //! scripts/test).
 #![cfg(feature = "wgpu")]
 
-use burn::module::Module;
 use burn::tensor::Device;
 use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig, parse_device};
 use selfemo_rewards::ScaleRewards;
-use selfemo_trainer::grpo::{DegenerateGroups, UpdateSettings, UpdateStats, rollout, update};
+use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, UpdateStats, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::optim::{AdamWSettings, LrSchedule};
 
-/// One update of `policy` against `reference`, both moved to `device`: its statistics and the
-/// first layer's updated q projection.
-fn one_step(policy: &CausalLm, reference: &CausalLm, groups: &[selfemo_trainer::grpo::Group], device: &Device) -> (UpdateStats, Vec<f32>) {
+fn config() -> ModelConfig {
+    ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) }
+}
+
+/// One update on `device` of the seeded policy against a seeded reference unlike it (so that
+/// the KL term, β = 0.04, is far from zero): its statistics and the first layer's updated q
+/// projection. Both models are built from host-side seeded values, the same on every device.
+fn one_step(groups: &[Group], device: &Device) -> (UpdateStats, Vec<f32>) {
     let settings = UpdateSettings {
         clip: Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.04 },
         loss_type: LossType::Dapo,
@@ -32,8 +36,8 @@ fn one_step(policy: &CausalLm, reference: &CausalLm, groups: &[selfemo_trainer::
         degenerate_groups: DegenerateGroups::Keep,
         pad: 0,
     };
-    let model = policy.clone().to_device(device);
-    let reference = reference.clone().to_device(&device.clone().without_autodiff());
+    let model = CausalLm::random(&config(), 11, device);
+    let reference = CausalLm::random(&config(), 12, &device.clone().without_autodiff());
     let mut optim = AdamWSettings::default().build();
     let (model, stats) = update(model, Some(&reference), &mut optim, groups, &settings, &LrSchedule::constant(1e-2), 0);
     let q = model.model.layers[0].self_attn.q_proj.weight.val().into_data().try_to_vec::<f32>().unwrap();
@@ -42,21 +46,19 @@ fn one_step(policy: &CausalLm, reference: &CausalLm, groups: &[selfemo_trainer::
 
 #[test]
 fn one_self_grpo_step_on_wgpu_equals_flex() {
-    let config = ModelConfig { vocab_size: 16, ..ModelConfig::tiny(Architecture::Llama) };
     let cpu = Device::flex().autodiff();
-    let policy = CausalLm::random(&config, 11, &cpu);
-    // A reference unlike the policy, so that the KL term (β = 0.04) is far from zero.
-    let reference = CausalLm::random(&config, 12, &Device::flex());
+    let policy = CausalLm::random(&config(), 11, &Device::flex());
     let prompts: Vec<(usize, Vec<u32>)> = (0..3).map(|i| (i, vec![1, 2, 4 + i as u32, 3])).collect();
     let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 3, ..Default::default() };
-    let mut groups = rollout(&policy.valid(), &prompts, 4, &sampling, 7, 0, &[], 0);
+    let mut groups = rollout(&policy, &prompts, 4, &sampling, 7, 0, &[], 0);
     for (i, s) in groups.iter_mut().flat_map(|g| g.samples.iter_mut()).enumerate() {
         s.reward = (i % 3) as f64;
     }
-    let (on_cpu, q_cpu) = one_step(&policy, &reference, &groups, &cpu);
-    let (on_gpu, q_gpu) = one_step(&policy, &reference, &groups, &parse_device("wgpu").unwrap().autodiff());
+    let (on_cpu, q_cpu) = one_step(&groups, &cpu);
+    let (on_gpu, q_gpu) = one_step(&groups, &parse_device("wgpu").unwrap().autodiff());
     eprintln!("flex: {on_cpu:?}\nwgpu: {on_gpu:?}");
     assert!(on_cpu.loss_stats.kl > 0.01, "the KL term is exercised: {}", on_cpu.loss_stats.kl);
+    assert!(on_cpu.grad_norm > 1e-3, "the step moves the policy: gradient norm {}", on_cpu.grad_norm);
     for (what, a, b) in
         [("loss", on_cpu.loss, on_gpu.loss), ("KL", on_cpu.loss_stats.kl, on_gpu.loss_stats.kl), ("gradient norm", on_cpu.grad_norm, on_gpu.grad_norm)]
     {
