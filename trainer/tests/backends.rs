@@ -4,10 +4,12 @@
 //! scripts/test).
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use burn::tensor::Device;
+use common::update_settings;
 use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig, parse_device};
-use selfemo_rewards::ScaleRewards;
-use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, UpdateStats, rollout, update};
+use selfemo_trainer::grpo::{Group, UpdateStats, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::optim::{AdamWSettings, LrSchedule};
 
@@ -19,23 +21,7 @@ fn config() -> ModelConfig {
 /// the KL term, β = 0.04, is far from zero): its statistics and the first layer's updated q
 /// projection. Both models are built from host-side seeded values, the same on every device.
 fn one_step(groups: &[Group], device: &Device) -> (UpdateStats, Vec<f32>) {
-    let settings = UpdateSettings {
-        clip: Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.04 },
-        loss_type: LossType::Dapo,
-        scale_rewards: ScaleRewards::Group,
-        advantage_epsilon: 1e-4,
-        max_completion_length: 3,
-        mask_truncated_completions: false,
-        temperature: 1.0,
-        max_grad_norm: 1.0,
-        num_iterations: 1,
-        gradient_accumulation_steps: 1,
-        importance_cap: 1.0,
-        prefix_sharing: false,
-        max_tree_tokens: 0,
-        degenerate_groups: DegenerateGroups::Keep,
-        pad: 0,
-    };
+    let settings = update_settings(Clip { epsilon: 0.2, epsilon_high: 0.28, beta: 0.04 }, LossType::Dapo, 3, 1);
     let model = CausalLm::random(&config(), 11, device);
     let reference = CausalLm::random(&config(), 12, &device.clone().without_autodiff());
     let mut optim = AdamWSettings::default().build();

@@ -1,10 +1,12 @@
 //! A tiny random policy learns a verifiable task with SELF-GRPO: answer the label token named in
 //! the prompt. Mean reward goes from chance to ≥ 0.9.
 
+mod common;
+
 use burn::module::Module;
 use burn::tensor::Device;
+use common::update_settings as settings;
 use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig};
-use selfemo_rewards::ScaleRewards;
 use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::optim::{AdamWSettings, LrDecay, LrSchedule};
@@ -34,27 +36,6 @@ fn score(groups: &mut [Group]) -> f64 {
         }
     }
     total / n
-}
-
-/// Update settings for a tiny vocabulary: pad 0, temperature 1, clip at norm 1.
-fn settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_iterations: usize) -> UpdateSettings {
-    UpdateSettings {
-        clip,
-        loss_type,
-        scale_rewards: ScaleRewards::Group,
-        advantage_epsilon: 1e-4,
-        max_completion_length,
-        mask_truncated_completions: false,
-        temperature: 1.0,
-        max_grad_norm: 1.0,
-        num_iterations,
-        gradient_accumulation_steps: 1,
-        importance_cap: 1.0,
-        prefix_sharing: false,
-        max_tree_tokens: 0,
-        degenerate_groups: DegenerateGroups::Keep,
-        pad: 0,
-    }
 }
 
 #[test]

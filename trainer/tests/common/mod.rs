@@ -1,8 +1,12 @@
 //! The tiny run the resume and data-parallel tests share (the real default model cut to 2
-//! layers), and how two of its runs are compared.
+//! layers), how two of its runs are compared, and the update settings of the tiny-vocabulary
+//! SELF-GRPO tests.
 #![allow(dead_code)]
 
+use selfemo_rewards::ScaleRewards;
 use selfemo_trainer::config::RunConfig;
+use selfemo_trainer::grpo::{DegenerateGroups, UpdateSettings};
+use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::metrics_log::Row;
 use std::path::Path;
 
@@ -56,4 +60,25 @@ pub fn weight_gap(a: &Path, b: &Path) -> f32 {
     assert_eq!(x[..header], y[..header], "same tensors, same layout");
     let floats = |v: &[u8]| v[header..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
     floats(&x).iter().zip(floats(&y)).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
+}
+
+/// Update settings for a tiny vocabulary: pad 0, temperature 1, clip at norm 1.
+pub fn update_settings(clip: Clip, loss_type: LossType, max_completion_length: usize, num_iterations: usize) -> UpdateSettings {
+    UpdateSettings {
+        clip,
+        loss_type,
+        scale_rewards: ScaleRewards::Group,
+        advantage_epsilon: 1e-4,
+        max_completion_length,
+        mask_truncated_completions: false,
+        temperature: 1.0,
+        max_grad_norm: 1.0,
+        num_iterations,
+        gradient_accumulation_steps: 1,
+        importance_cap: 1.0,
+        prefix_sharing: false,
+        max_tree_tokens: 0,
+        degenerate_groups: DegenerateGroups::Keep,
+        pad: 0,
+    }
 }
