@@ -214,7 +214,7 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
     let record = WarmStartRecord {
         steps: outcome.losses.len(),
         examples: seen_examples,
-        distinct: by_target.len(),
+        distinct: distinct_trained(targets.iter().filter(|t| by_target.contains_key(t)), seen_examples),
         first_loss: first,
         last_loss: last,
         seconds: outcome.seconds,
@@ -232,6 +232,12 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
         last.unwrap_or(f64::NAN)
     ))?;
     Ok((model, outcome.seconds))
+}
+
+/// Distinct targets among the first `seen` of `order`: the examples an SFT pass that takes them
+/// in order (wrapping after the last) trained on.
+fn distinct_trained<'a>(order: impl Iterator<Item = &'a Target>, seen: usize) -> usize {
+    order.take(seen).collect::<std::collections::HashSet<_>>().len()
 }
 
 /// Ids of warm-start rationale items (apart from every rollout item's).
@@ -340,6 +346,17 @@ fn write_rationales(path: &Path, written: &[Rationale]) -> Result<()> {
 mod tests {
     use super::*;
     use selfemo_datasets::labels::MELD;
+
+    #[test]
+    fn distinct_counts_only_the_targets_trained_on() {
+        // A minutes-budgeted plan repeats a pool of 3 targets; training stopped after 4 examples.
+        let t = |dialogue| Target { dialogue, turn: 0 };
+        let order = [t(0), t(1), t(0), t(2), t(1), t(0)];
+        assert_eq!(distinct_trained(order.iter(), 2), 2);
+        assert_eq!(distinct_trained(order.iter(), 3), 2, "a repeat adds nothing");
+        assert_eq!(distinct_trained(order.iter(), 4), 3);
+        assert_eq!(distinct_trained(order.iter(), 100), 3, "more steps than the order: every target");
+    }
 
     #[test]
     fn the_replay_runs_whole_batches_and_balanced_sampling_evens_out_a_skewed_flywheel() {
