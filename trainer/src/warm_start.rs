@@ -195,7 +195,9 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
         }
         WarmStartKind::Rationale => rationale_examples(s, &model, roles, &distinct)?,
     };
-    let examples: Vec<&Example> = targets.iter().filter_map(|t| by_target.get(t)).collect();
+    // The training order, less targets without an example.
+    let order: Vec<&Target> = targets.iter().filter(|t| by_target.contains_key(t)).collect();
+    let examples: Vec<&Example> = order.iter().map(|t| &by_target[*t]).collect();
     let plan = SftPlan {
         steps: ws.steps,
         batch_size: ws.batch_size,
@@ -214,7 +216,7 @@ pub(crate) fn warm_start_phase(s: &Session, model: CausalLm, roles: &Roles, targ
     let record = WarmStartRecord {
         steps: outcome.losses.len(),
         examples: seen_examples,
-        distinct: distinct_trained(targets.iter().filter(|t| by_target.contains_key(t)), seen_examples),
+        distinct: distinct_trained(order.iter().copied(), seen_examples),
         first_loss: first,
         last_loss: last,
         seconds: outcome.seconds,

@@ -4,21 +4,13 @@
 mod common;
 
 use burn::module::Module;
-use burn::tensor::Device;
-use common::update_settings as settings;
+use common::{train_device, update_settings as settings};
 use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig};
 use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, rollout, update};
 use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::optim::{AdamWSettings, LrDecay, LrSchedule};
 
 const LABELS: [u32; 4] = [4, 5, 6, 7];
-
-/// The device these tests train on: `$SELFEMO_TEST_DEVICE` (`wgpu`, `cuda:0`, in a build with that
-/// feature: scripts/test, scripts/gpu-check), else the CPU; with autodiff.
-fn train_device() -> Device {
-    let name = std::env::var("SELFEMO_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
-    selfemo_model::parse_device(&name).unwrap_or_else(|e| panic!("SELFEMO_TEST_DEVICE: {e}")).autodiff()
-}
 
 fn prompts(step: usize) -> Vec<(usize, Vec<u32>)> {
     (0..4).map(|i| (step * 4 + i, vec![1, 2, LABELS[(step + i) % 4], 3])).collect()

@@ -1,8 +1,9 @@
 //! The tiny run the resume and data-parallel tests share (the real default model cut to 2
-//! layers), how two of its runs are compared, and the update settings of the tiny-vocabulary
-//! SELF-GRPO tests.
+//! layers), how two of its runs are compared, and the device and update settings of the
+//! tiny-vocabulary SELF-GRPO tests.
 #![allow(dead_code)]
 
+use burn::tensor::Device;
 use selfemo_rewards::ScaleRewards;
 use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::grpo::{DegenerateGroups, UpdateSettings};
@@ -81,4 +82,11 @@ pub fn update_settings(clip: Clip, loss_type: LossType, max_completion_length: u
         degenerate_groups: DegenerateGroups::Keep,
         pad: 0,
     }
+}
+
+/// The device these tests train on: `$SELFEMO_TEST_DEVICE` (`wgpu`, `cuda:0`, in a build with that
+/// feature: scripts/test, scripts/gpu-check), else the CPU; with autodiff.
+pub fn train_device() -> Device {
+    let name = std::env::var("SELFEMO_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    selfemo_model::parse_device(&name).unwrap_or_else(|e| panic!("SELFEMO_TEST_DEVICE: {e}")).autodiff()
 }
