@@ -27,9 +27,8 @@ impl Proj {
 /// x `[n, in]` · Wᵀ for W `[out, in]`. For a few rows (decoding) on the CPU without autodiff
 /// it runs by [`few_rows::x_wt`], which streams W once instead of repacking it; otherwise on the
 /// CPU (autodiff, other dtypes), a few rows run as (W · xᵀ)ᵀ so that the matmul streams W as its
-/// large operand. GPU
-/// backends take plain x · Wᵀ: on burn 0.22.1's wgpu backend the (W · xᵀ)ᵀ form gave wrong
-/// attention outputs from 16 rows on (tests/backends.rs).
+/// large operand. GPU backends take plain x · Wᵀ: on burn 0.22.1's wgpu backend the (W · xᵀ)ᵀ
+/// form gave wrong attention outputs from 16 rows on (tests/backends.rs).
 pub fn project(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     project_many(x, vec![w]).pop().expect("one projection")
 }
