@@ -1,4 +1,4 @@
-//! `selfemo train CONFIG [--resume]`: the run loop of selfemo-trainer with a progress bar.
+//! `selfemo train CONFIG [--set KEY=VALUE]... [--resume]`: the run loop of selfemo-trainer with a progress bar.
 
 use anyhow::Result;
 use clap::Args;
@@ -11,6 +11,11 @@ use std::path::PathBuf;
 pub struct TrainArgs {
     /// The run config.
     pub config: PathBuf,
+    /// Override a config field, by its dotted TOML key: `--set seed=1 --set name=run-seed1`
+    /// (repeatable; a later one wins; the run folder's config.toml records the result). Set
+    /// `name` too, or the run writes to the same folder as the file's own.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// Continue from the run folder's latest checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -35,7 +40,7 @@ impl Progress for Bar {
 /// an MPI launcher (`mpirun -np N`, `srun`), every process is one rank of a data-parallel run
 /// and rank 0 alone prints and writes.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let config = RunConfig::load(&args.config).map_err(anyhow::Error::msg)?;
+    let config = RunConfig::load_with(&args.config, &args.overrides).map_err(anyhow::Error::msg)?;
     let ranks = crate::ranks::ranks()?;
     let bar = indicatif::ProgressBar::new(config.grpo.max_steps as u64);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));

@@ -57,6 +57,10 @@ fn bad_train_config_names_file_and_field() {
     let (ok, _, err) = selfemo(&["train", path.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("bad.toml") && err.contains("unknown field `num_generatons`"), "{err}");
+    std::fs::write(&path, "name = \"x\"\n").unwrap();
+    let (ok, _, err) = selfemo(&["train", path.to_str().unwrap(), "--set", "seed=1", "--set", "grpo.num_generatons=8"]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml with --set seed=1 --set grpo.num_generatons=8") && err.contains("unknown field `num_generatons`"), "{err}");
 }
 
 #[test]

@@ -412,8 +412,20 @@ impl Default for EvalSection {
 impl RunConfig {
     /// Reads and validates a TOML file; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Self, String> {
+        Self::load_with(path, &[])
+    }
+
+    /// [`load`](Self::load) with dotted `key=value` overrides applied to the file's table first
+    /// (see [`crate::overrides`]); errors name the file, and the overrides when there are any.
+    pub fn load_with(path: &Path, overrides: &[String]) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let config: RunConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config: RunConfig = if overrides.is_empty() {
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::overrides::apply(&mut table, overrides).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::Value::Table(table).try_into().map_err(|e| format!("{} with --set {}: {e}", path.display(), overrides.join(" --set ")))?
+        };
         config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }

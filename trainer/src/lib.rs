@@ -14,6 +14,7 @@ pub mod grpo;
 pub mod loss;
 pub mod metrics_log;
 pub mod optim;
+pub mod overrides;
 pub mod run;
 pub mod run_dir;
 pub mod self_play;

@@ -1,6 +1,7 @@
 //! The run configs the repository ships (configs/, the ablation's arms and the speed
 //! experiment's) load and validate against today's schema, so a renamed or removed field cannot
-//! leave them stale (the GPU ones, in a build without their feature, all but their device).
+//! leave them stale (the GPU ones, in a build without their feature, all but their device);
+//! and `selfemo train --set` overrides read as the file they stand for.
 
 use selfemo_trainer::config::RunConfig;
 use std::path::{Path, PathBuf};
@@ -36,4 +37,27 @@ fn every_shipped_config_loads_and_validates() {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+#[test]
+fn set_overrides_reproduce_a_config_that_differs_by_its_seed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("experiments/008-ablation");
+    let set = ["seed=1", "name=b-sft-30-emorynlp-seed1"].map(String::from);
+    let overridden = RunConfig::load_with(&dir.join("b-sft-30-emorynlp.toml"), &set).unwrap();
+    let written = RunConfig::load(&dir.join("b-sft-30-emorynlp-seed1.toml")).unwrap();
+    assert_eq!(toml::to_string(&overridden).unwrap(), toml::to_string(&written).unwrap());
+    let base = RunConfig::load(&dir.join("b-sft-30-emorynlp.toml")).unwrap();
+    assert_ne!(toml::to_string(&base).unwrap(), toml::to_string(&written).unwrap());
+}
+
+#[test]
+fn bad_set_overrides_name_the_file_and_the_field() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("configs/quickstart.toml");
+    let err = |set: &str| RunConfig::load_with(&path, &[set.to_string()]).unwrap_err();
+    let e = err("grpo.num_generatons=8");
+    assert!(e.contains("quickstart.toml") && e.contains("unknown field `num_generatons`"), "{e}");
+    let e = err("seed=abc");
+    assert!(e.contains("quickstart.toml") && e.contains("--set seed=abc"), "{e}");
+    let e = err("grpo.num_generations=1");
+    assert!(e.contains("grpo.num_generations"), "{e}");
 }
