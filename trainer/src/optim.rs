@@ -3,7 +3,8 @@
 
 use crate::collective::Collective;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use crate::adamw::FusedAdamW;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -28,14 +29,10 @@ impl Default for AdamWSettings {
 }
 
 impl AdamWSettings {
-    /// The burn optimiser, with no clipping of its own (see [`clip_global_norm`]).
+    /// The optimiser ([`FusedAdamW`]: burn's AdamW, fused on the CPU), with no clipping of
+    /// its own (see [`clip_global_norm`]).
     pub fn build(&self) -> ModuleOptimizer {
-        AdamWConfig::new()
-            .with_beta_1(self.adam_beta1 as f32)
-            .with_beta_2(self.adam_beta2 as f32)
-            .with_epsilon(self.adam_epsilon as f32)
-            .with_weight_decay(self.weight_decay as f32)
-            .init()
+        ModuleOptimizer::from(FusedAdamW::new(self.adam_beta1 as f32, self.adam_beta2 as f32, self.adam_epsilon as f32, self.weight_decay as f32))
     }
 }
 
