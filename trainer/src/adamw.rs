@@ -146,23 +146,31 @@ impl Element {
     /// from the gradient alone, as burn does.
     fn run<const FIRST: bool>(&self, p: &mut [f32], g: &Gradient, m: &mut [f32], v: &mut [f32]) {
         match g {
-            Gradient::RowMajor(g) => p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(|(((p, g), m), v)| self.rows::<FIRST>(p, g, m, v)),
+            Gradient::RowMajor(g) => p
+                .par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| self.rows::<FIRST>(p, g, m, v)),
             // θ `[rows, cols]` in tiles of TILE rows; g(i, j) sits at j·rows + i: each tile's
             // gradients are gathered row-major first (TILE consecutive values per column), so
             // the step itself runs on three aligned rows of memory, as above
             &Gradient::Transposed { values, rows } => {
                 let cols = p.len() / rows;
                 let tile = TILE * cols;
-                p.par_chunks_mut(tile).zip(m.par_chunks_mut(tile)).zip(v.par_chunks_mut(tile)).enumerate().for_each_init(Vec::new, |gathered, (t, ((p, m), v))| {
-                    let tile_rows = p.len() / cols;
-                    gathered.resize(p.len(), 0.0);
-                    for j in 0..cols {
-                        for (r, g) in values[j * rows + t * TILE..][..tile_rows].iter().enumerate() {
-                            gathered[r * cols + j] = *g;
+                p.par_chunks_mut(tile).zip(m.par_chunks_mut(tile)).zip(v.par_chunks_mut(tile)).enumerate().for_each_init(
+                    Vec::new,
+                    |gathered, (t, ((p, m), v))| {
+                        let tile_rows = p.len() / cols;
+                        gathered.resize(p.len(), 0.0);
+                        for j in 0..cols {
+                            for (r, g) in values[j * rows + t * TILE..][..tile_rows].iter().enumerate() {
+                                gathered[r * cols + j] = *g;
+                            }
                         }
-                    }
-                    self.rows::<FIRST>(p, gathered, m, v);
-                })
+                        self.rows::<FIRST>(p, gathered, m, v);
+                    },
+                )
             }
         }
     }
@@ -200,8 +208,8 @@ fn dense(t: FlexTensor) -> FlexTensor {
 mod tests {
     use super::*;
     use burn::module::Module;
-    use burn::tensor::TensorData;
     use burn::optim::{GradientsParams, ModuleOptimizer};
+    use burn::tensor::TensorData;
     use selfemo_model::{Architecture, CausalLm, ModelConfig, completion_logprobs};
 
     fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {

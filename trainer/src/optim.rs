@@ -1,9 +1,9 @@
 //! Optimiser pieces with PyTorch semantics: AdamW with every constant explicit, global-norm
 //! gradient clipping (torch's `clip_grad_norm_`, not burn's per-tensor clipping), warmup + cosine.
 
+use crate::adamw::FusedAdamW;
 use crate::collective::Collective;
 use burn::module::{Module, ModuleVisitor, Param};
-use crate::adamw::FusedAdamW;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
