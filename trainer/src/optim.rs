@@ -1,7 +1,7 @@
 //! Optimiser pieces with PyTorch semantics: AdamW with every constant explicit, global-norm
 //! gradient clipping (torch's `clip_grad_norm_`, not burn's per-tensor clipping), warmup + cosine.
 
-use crate::adamw::FusedAdamW;
+use crate::adamw::{FusedAdamW, squared_sum};
 use crate::collective::Collective;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -102,7 +102,7 @@ struct SquaredNorm<'a> {
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            self.total += g.powf_scalar(2.0).sum().into_scalar::<f64>();
+            self.total += squared_sum(&g).unwrap_or_else(|| g.powf_scalar(2.0).sum().into_scalar::<f64>());
         }
     }
 }
@@ -121,7 +121,7 @@ impl ModuleVisitor for Scale<'_> {
     }
 }
 
-/// The global L2 norm of all gradients, ‖g‖ = sqrt(Σ_p Σ g_p²).
+/// The global L2 norm of all gradients, ‖g‖ = sqrt(Σ_p Σ g_p²) (on the CPU summed in f64).
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     let mut v = SquaredNorm { grads, total: 0.0 };
     model.visit(&mut v);
@@ -230,6 +230,29 @@ mod tests {
         let scaled = grads.get::<2>(model.model.embed_tokens.weight.id).unwrap();
         let off = (scaled - embed * (0.1 / (before + 1e-6))).abs().max().into_scalar::<f64>();
         assert!(off < 1e-7, "every gradient scaled by the same factor: {off}");
+    }
+
+    /// ‖g‖ over a model's gradients (most of them transposed views) equals the definition
+    /// evaluated in f64 on each gradient's values read back.
+    #[test]
+    fn global_norm_is_the_root_of_every_squared_gradient_value() {
+        let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 7, &Device::flex().autodiff());
+        let lp = completion_logprobs(&model, &[vec![1, 2, 3]], &[vec![4, 5, 6]], 0, 1.0);
+        let grads = GradientsParams::from_grads(lp.sum().backward(), &model);
+        struct Naive<'a>(&'a GradientsParams, f64, usize);
+        impl ModuleVisitor for Naive<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.0.get::<D>(param.id) {
+                    self.1 += g.to_data().iter::<f32>().map(|x| f64::from(x) * f64::from(x)).sum::<f64>();
+                    self.2 += 1;
+                }
+            }
+        }
+        let mut naive = Naive(&grads, 0.0, 0);
+        model.visit(&mut naive);
+        assert!(naive.2 > 5 && naive.1 > 0.0);
+        let norm = global_norm(&model, &grads);
+        assert!((norm - naive.1.sqrt()).abs() <= 1e-12 * norm, "{norm} vs {}", naive.1.sqrt());
     }
 
     #[test]
