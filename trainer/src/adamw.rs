@@ -109,24 +109,6 @@ impl<'a> Gradient<'a> {
             _ => Self::RowMajor(Cow::Owned(g.to_contiguous().as_slice::<f32>().expect("contiguous after the copy").to_vec())),
         }
     }
-
-    /// Every value once, in storage order.
-    fn values(&self) -> &[f32] {
-        match self {
-            Self::RowMajor(values) => values,
-            Self::Transposed { values, .. } => values,
-        }
-    }
-}
-
-/// Σ x² over a flex f32 tensor's values in one parallel pass, summed in f64 in a fixed order
-/// (the same value on every run); `None` off flex or for other dtypes. burn's
-/// `powf_scalar(2).sum()` allocates the squares and walks a transposed gradient on one thread.
-pub fn squared_sum<const D: usize>(t: &Tensor<D>) -> Option<f64> {
-    let flex = flex_f32(t)?;
-    let gradient = Gradient::of(&flex);
-    let parts: Vec<f64> = gradient.values().par_chunks(CHUNK).map(|c| c.iter().map(|x| f64::from(*x) * f64::from(*x)).sum()).collect();
-    Some(parts.iter().sum())
 }
 
 /// One element's AdamW step with the step's constants.

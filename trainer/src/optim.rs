@@ -1,7 +1,7 @@
 //! Optimiser pieces with PyTorch semantics: AdamW with every constant explicit, global-norm
 //! gradient clipping (torch's `clip_grad_norm_`, not burn's per-tensor clipping), warmup + cosine.
 
-use crate::adamw::{FusedAdamW, squared_sum};
+use crate::adamw::FusedAdamW;
 use crate::collective::Collective;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -102,7 +102,7 @@ struct SquaredNorm<'a> {
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            self.total += squared_sum(&g).unwrap_or_else(|| g.powf_scalar(2.0).sum().into_scalar::<f64>());
+            self.total += g.powf_scalar(2.0).sum().into_scalar::<f64>();
         }
     }
 }
@@ -121,7 +121,7 @@ impl ModuleVisitor for Scale<'_> {
     }
 }
 
-/// The global L2 norm of all gradients, ‖g‖ = sqrt(Σ_p Σ g_p²) (on the CPU summed in f64).
+/// The global L2 norm of all gradients, ‖g‖ = sqrt(Σ_p Σ g_p²).
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     let mut v = SquaredNorm { grads, total: 0.0 };
     model.visit(&mut v);
@@ -233,7 +233,7 @@ mod tests {
     }
 
     /// ‖g‖ over a model's gradients (most of them transposed views) equals the definition
-    /// evaluated in f64 on each gradient's values read back.
+    /// evaluated in f64 on each gradient's values read back, to f32 summation.
     #[test]
     fn global_norm_is_the_root_of_every_squared_gradient_value() {
         let model = CausalLm::random(&ModelConfig::tiny(Architecture::Llama), 7, &Device::flex().autodiff());
@@ -252,7 +252,7 @@ mod tests {
         model.visit(&mut naive);
         assert!(naive.2 > 5 && naive.1 > 0.0);
         let norm = global_norm(&model, &grads);
-        assert!((norm - naive.1.sqrt()).abs() <= 1e-12 * norm, "{norm} vs {}", naive.1.sqrt());
+        assert!((norm - naive.1.sqrt()).abs() <= 1e-6 * norm, "{norm} vs {}", naive.1.sqrt());
     }
 
     #[test]
