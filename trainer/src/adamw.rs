@@ -66,22 +66,19 @@ impl Optimizer for FusedAdamW {
         };
         let mut param = dense(param);
         let grad = Gradient::of(&grad_flex);
-        self.constants.update(lr, time, param.storage_mut(), &grad, m.storage_mut(), v.storage_mut());
+        let (p, m_values, v_values) = (param.storage_mut(), m.storage_mut(), v.storage_mut());
+        let step = Element::new(&self.constants, lr, time);
+        if time == 1 {
+            step.run::<true>(p, &grad, m_values, v_values)
+        } else {
+            step.run::<false>(p, &grad, m_values, v_values)
+        }
         let [param, m, v] = [param, m, v].map(Tensor::from_primitive::<Flex>);
         (param, Some(AdamWState::new(AdaptiveMomentumState::new(time, m, v))))
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
         BurnAdamW::to_device(state, device)
-    }
-}
-
-impl Constants {
-    /// θ, m, v ← one AdamW step at time `time` (from 1; at 1 the moments start from the
-    /// gradient alone, as burn's do), in parallel tasks.
-    fn update(&self, lr: f64, time: usize, p: &mut [f32], g: &Gradient, m: &mut [f32], v: &mut [f32]) {
-        let step = Element::new(self, lr, time);
-        if time == 1 { step.run::<true>(p, g, m, v) } else { step.run::<false>(p, g, m, v) }
     }
 }
 
@@ -106,7 +103,7 @@ impl<'a> Gradient<'a> {
         }
         match (layout.shape().as_slice(), layout.strides(), layout.start_offset()) {
             (&[rows, cols], &[1, stride], 0) if stride == rows as isize && storage.len() == n && cols > 0 => Self::Transposed { values: storage, rows },
-            _ => Self::RowMajor(Cow::Owned(g.to_contiguous().as_slice::<f32>().expect("contiguous after the copy").to_vec())),
+            _ => Self::RowMajor(Cow::Owned(g.to_contiguous().into_data().try_into_vec::<f32>().expect("f32 values"))),
         }
     }
 }
