@@ -46,7 +46,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}").expect("a valid template"));
     let progress = Bar(bar);
     let watcher: Option<&dyn Progress> = ranks.is_main().then_some(&progress);
-    let out = train(&config, TrainOptions { resume: args.resume, stop_after: None, progress: watcher, collective: Some(ranks.as_ref()) })?;
+    let out = train(&config, TrainOptions { resume: args.resume, stop_after: None, progress: watcher, collective: Some(ranks.as_ref()), device: None })?;
     progress.0.finish_and_clear();
     if ranks.is_main() {
         println!("run folder: {}", out.run_dir.display());

@@ -10,7 +10,6 @@ mod common;
 
 use common::weight_gap;
 use selfemo_trainer::checkpoint::State;
-use selfemo_trainer::config::RunConfig;
 use selfemo_trainer::metrics_log::Row;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -34,28 +33,6 @@ fn mpi_available() -> bool {
         }
         None => true,
     }
-}
-
-/// The run `name`: the shared tiny run with 4 prompt groups per step (2 per rank), 2 update
-/// and 2 SFT micro-batches (one per rank, the passes one process runs too), a checkpoint every
-/// step, and β = 0. The cut 2-layer model earns equal rewards in every group, so its SELF-GRPO
-/// gradients are exactly 0 whatever the ranks; the warm start carries the gradients that the
-/// all-reduce must sum exactly (`trainer/tests/data_parallel.rs` checks updates with signal).
-fn tiny(dir: &Path, name: &str) -> Option<(RunConfig, PathBuf)> {
-    let mut c = common::config(dir, name)?;
-    c.grpo.prompts_per_step = 4;
-    c.grpo.gradient_accumulation_steps = 2;
-    c.grpo.max_steps = 3;
-    c.grpo.save_steps = 1;
-    c.warm_start.steps = 8;
-    c.warm_start.batch_size = 4;
-    c.warm_start.gradient_accumulation_steps = 2;
-    c.grpo.beta = 0.0;
-    (c.eval.dev_limit, c.eval.test_limit) = (5, 5);
-    c.selfplay.responder_prompts_per_step = 4;
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
-    Some((c, path))
 }
 
 fn mpirun(ranks: usize) -> Command {
@@ -91,8 +68,8 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some((one, one_toml)) = tiny(dir.path(), "one") else { return };
-    let (two, two_toml) = tiny(dir.path(), "two").unwrap();
+    let Some((one, one_toml)) = common::data_parallel(dir.path(), "one") else { return };
+    let (two, two_toml) = common::data_parallel(dir.path(), "two").unwrap();
     check(Command::new(env!("CARGO_BIN_EXE_selfemo")).args(["train", one_toml.to_str().unwrap()]).output().unwrap(), "one process");
     let started = Instant::now();
     check(mpirun(2).args(["train", two_toml.to_str().unwrap()]).output().unwrap(), "mpirun -np 2");
@@ -139,7 +116,7 @@ fn two_ranks_train_as_one_process_and_a_lost_rank_stops_the_run() {
     eval_and_probes_on_two_ranks_equal_one_process(&one.run_dir().join("final"), dir.path());
 
     // A rank killed after the first checkpoint: the launcher ends the whole run, promptly.
-    let (killed, killed_toml) = tiny(dir.path(), "killed").unwrap();
+    let (killed, killed_toml) = common::data_parallel(dir.path(), "killed").unwrap();
     let mut run = mpirun(2).args(["train", killed_toml.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let first = killed.run_dir().join("checkpoints/step-1/state.json");
     let started = Instant::now();

@@ -1,14 +1,21 @@
 //! The processes a data-parallel run spans and the two collectives SELF-GRPO needs from them:
 //! an element-wise sum of gradients (all-reduce) and an all-gather of each rank's rollouts.
-//! [`Local`] is the one-process run; with the `mpi` feature, [`Mpi`] runs the same calls on an
-//! MPI communicator (OpenMPI, MPICH, any launcher: `mpirun`, `srun`). No collective of our own
-//! is written: the engine does the communication, this module only frames the bytes.
+//! [`Local`] is the one-process run; [`Threads`] the ranks of one process, a thread per device;
+//! with the `mpi` feature, [`Mpi`] runs the same calls on an MPI communicator (OpenMPI, MPICH,
+//! any launcher: `mpirun`, `srun`). No network collective of our own is written: the engine
+//! (MPI, or NCCL through burn on CUDA) does the communication, this module only frames the bytes.
 
 #[cfg(feature = "mpi")]
 mod mpi_engine;
 
 #[cfg(feature = "mpi")]
 pub use mpi_engine::Mpi;
+
+mod threads;
+
+pub use threads::Threads;
+
+use burn::tensor::Device;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +49,17 @@ pub trait Collective {
             self.gather_bytes(&[]);
         }
     }
+
+    /// The ranks' devices, in rank order, when the ranks are threads of one process whose
+    /// gradients burn all-reduces on the devices themselves (NCCL on CUDA); `None`: gradients
+    /// travel as host f32 through [`Collective::sum_f32`].
+    fn device_group(&self) -> Option<&[Device]> {
+        None
+    }
+
+    /// Records what a collective outside these calls moved (a device group's all-reduce), for
+    /// a counting wrapper ([`Counted`]) to add to its traffic.
+    fn note_device_traffic(&self, _bytes: u64, _seconds: f64) {}
 }
 
 /// A run in one process: sums and gathers are the identity.
@@ -155,6 +173,17 @@ impl Collective for Counted<'_> {
 
     fn barrier(&self) {
         self.count(0, || self.inner.barrier());
+    }
+
+    fn device_group(&self) -> Option<&[Device]> {
+        self.inner.device_group()
+    }
+
+    fn note_device_traffic(&self, bytes: u64, seconds: f64) {
+        let mut traffic = self.traffic.get();
+        traffic.bytes += bytes;
+        traffic.seconds += seconds;
+        self.traffic.set(traffic);
     }
 }
 

@@ -29,6 +29,12 @@ pub struct RunConfig {
     /// each rank its own GPU, `cuda:<rank on its node>`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// One process, one thread per device (default empty: `device` alone): `["cuda:0",
+    /// "cuda:1"]` trains data parallel over them as MPI ranks would (rank r on `devices[r]`,
+    /// a group never spans devices), the gradients summed by burn's all-reduce on CUDA (NCCL)
+    /// and through memory elsewhere. Replaces `device`; not combined with an MPI launcher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// The policy.
     #[serde(default)]
     pub model: ModelSection,
@@ -492,6 +498,9 @@ impl RunConfig {
             return Err(format!("model.trainable.targets: unknown projection {t:?} (one of {})", LORA_TARGETS.join(", ")));
         }
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
+        for (i, d) in self.devices.iter().enumerate() {
+            selfemo_model::parse_device(d).map_err(|e| format!("devices[{i}]: {e}"))?;
+        }
         self.selfplay.validate()?;
         finite("warm_start.minutes", self.warm_start.minutes, self.warm_start.minutes >= 0.0)?;
         finite("warm_start.min_lr_ratio", self.warm_start.min_lr_ratio, (0.0..=1.0).contains(&self.warm_start.min_lr_ratio))?;

@@ -33,6 +33,10 @@ pub enum TrainError {
     /// A step produced NaN or inf; the run stops with its last good checkpoint.
     #[error("{0}")]
     NonFinite(String),
+    /// A device's thread of a run over several devices (`devices`) failed without an error of
+    /// its own (a panic); the message names the rank, its device and the panic.
+    #[error("{0}")]
+    DeviceThread(String),
 }
 
 /// Results of the trainer.

@@ -9,6 +9,7 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod collective;
 pub mod config;
+mod devices;
 pub mod error;
 pub mod evaluation;
 pub mod grpo;

@@ -5,7 +5,8 @@ use crate::adamw::FusedAdamW;
 use crate::collective::Collective;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::distributed::{ReduceOperation, all_reduce};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// AdamW constants, with TRL/transformers names and PyTorch defaults.
@@ -192,10 +193,15 @@ impl ModuleVisitor for Unflatten<'_> {
 
 /// Replaces each rank's gradients by their sum over all ranks (one all-reduce of every
 /// trainable parameter's gradient, summed in f32), so that every rank then takes the same
-/// optimiser step. A rank whose passes gave a parameter no gradient adds zeros.
+/// optimiser step. A rank whose passes gave a parameter no gradient adds zeros. Ranks that are
+/// threads over a device group ([`Collective::device_group`]) sum on the devices, a burn
+/// all-reduce per parameter (NCCL on CUDA); the others through [`Collective::sum_f32`].
 pub fn sum_gradients<M: Module>(collective: &dyn Collective, model: &M, grads: &mut GradientsParams) {
     if collective.size() == 1 {
         return;
+    }
+    if let Some(devices) = collective.device_group() {
+        return sum_on_devices(collective, devices, model, grads);
     }
     let mut flat = Flatten { grads, values: Vec::new(), present: Vec::new() };
     model.visit(&mut flat);
@@ -205,6 +211,57 @@ pub fn sum_gradients<M: Module>(collective: &dyn Collective, model: &M, grads: &
     collective.sum_f32(&mut values);
     let present = values.split_off(n);
     model.visit(&mut Unflatten { grads, values: &values, present: present.iter() });
+}
+
+/// [`sum_gradients`] on a device group: the flags of which parameters have a gradient are
+/// summed first (on the host), so that every rank all-reduces the same parameters in the same
+/// order, a missing gradient as zeros.
+fn sum_on_devices<M: Module>(collective: &dyn Collective, devices: &[Device], model: &M, grads: &mut GradientsParams) {
+    let mut flags = Presence { grads, present: Vec::new() };
+    model.visit(&mut flags);
+    let mut present = flags.present;
+    collective.sum_f32(&mut present);
+    let started = std::time::Instant::now();
+    let mut reduce = DeviceSum { grads, devices, present: present.iter(), bytes: 0 };
+    model.visit(&mut reduce);
+    let bytes = reduce.bytes;
+    collective.note_device_traffic(bytes, started.elapsed().as_secs_f64());
+}
+
+/// 1 for each trainable parameter this rank has a gradient of, else 0, in visiting order.
+struct Presence<'a> {
+    grads: &'a GradientsParams,
+    present: Vec<f32>,
+}
+
+impl ModuleVisitor for Presence<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.val().is_require_grad() {
+            self.present.push(if self.grads.get::<D>(param.id).is_some() { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// Replaces the gradient of every trainable parameter that some rank has one of by its sum
+/// over the device group, counting the bytes this rank contributes.
+struct DeviceSum<'a> {
+    grads: &'a mut GradientsParams,
+    devices: &'a [Device],
+    present: std::slice::Iter<'a, f32>,
+    bytes: u64,
+}
+
+impl ModuleVisitor for DeviceSum<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        if !value.is_require_grad() || *self.present.next().expect("one flag per trainable parameter") == 0.0 {
+            return;
+        }
+        let mine = self.grads.remove::<D>(param.id).unwrap_or_else(|| Tensor::<D>::zeros(value.shape(), &value.device()).cast(value.dtype()));
+        self.bytes += (mine.shape().num_elements() * mine.dtype().size()) as u64;
+        let summed = all_reduce(mine, ReduceOperation::Sum, self.devices.to_vec()).resolve();
+        self.grads.register::<D>(param.id, summed);
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// What a run tells whoever watches it (the CLI draws a progress bar; tests watch nothing).
-pub trait Progress {
+pub trait Progress: Sync {
     /// A line of the run's log: every one is also in `events.log`, but per-sample lines.
     fn line(&self, line: &str);
     /// Self-play step `done` of `total` finished; `summary` holds its key numbers.
@@ -44,6 +44,9 @@ pub struct TrainOptions<'a> {
     /// The ranks of a data-parallel run (`None`: this process alone). Each rank rolls out and
     /// trains on its share of every step; rank 0 alone writes the run folder.
     pub collective: Option<&'a dyn Collective>,
+    /// The device this rank runs on, in place of the config's `device` (`None`: the config's;
+    /// a run over `devices` sets it for each device's thread).
+    pub device: Option<&'a str>,
 }
 
 /// What a run produced.
@@ -69,6 +72,9 @@ pub struct Outcome {
 /// iterations of {rollouts of both roles, flywheel filter, SELF-GRPO updates, dev evaluation},
 /// then the test evaluation of the best-dev model and the HF export.
 pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
+    if config.devices.len() > 1 && options.device.is_none() {
+        return crate::devices::train_on_devices(config, options);
+    }
     // 1. the run folder, the policy, the data
     let collective = options.collective.unwrap_or(&Local);
     let run_dir = config.run_dir();
@@ -82,8 +88,12 @@ pub fn train(config: &RunConfig, options: TrainOptions) -> Result<Outcome> {
     } else {
         None
     };
-    let device =
-        parse_device(&crate::collective::this_rank_device(&config.device, collective)).map_err(|e| TrainError::Config(format!("device: {e}")))?.autodiff();
+    let device_name = match (options.device, config.devices.as_slice()) {
+        (Some(device), _) => device.to_string(),
+        (None, [only]) => only.clone(),
+        _ => crate::collective::this_rank_device(&config.device, collective),
+    };
+    let device = parse_device(&device_name).map_err(|e| TrainError::Config(format!("device: {e}")))?.autodiff();
     let load = LoadOptions { max_layers: (config.model.max_layers > 0).then_some(config.model.max_layers), ..Default::default() };
     let LoadedModel { model, config: model_config, tokenizer } = LoadedModel::load(&ModelSource::parse(&config.model.source), load, &device)?;
     let corpus = selfemo_datasets::load(config.data.dataset, config.data.path.as_deref())?;

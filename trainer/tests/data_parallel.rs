@@ -1,5 +1,5 @@
-//! Data-parallel updates equal one process's: 2 ranks (threads here, sharing a model's
-//! weights, exchanging bytes through memory as MPI would) each run their share of the
+//! Data-parallel updates equal one process's: 2 ranks (threads, [`Threads`], exchanging bytes
+//! through memory as MPI would) each run their share of the
 //! micro-batches of a SELF-GRPO update (β > 0, ragged completions, prefix trees, μ = 2) or of an
 //! SFT step, sum their gradients and step; the weights and stats equal the one-process update
 //! with the same micro-batches. The MPI engine itself: selfemo-cli's `tests/mpi.rs`.
@@ -8,52 +8,11 @@ use burn::module::Module;
 use burn::tensor::Device;
 use selfemo_model::{Architecture, CausalLm, ModelConfig, SamplingConfig};
 use selfemo_rewards::ScaleRewards;
-use selfemo_trainer::collective::Collective;
+use selfemo_trainer::collective::Threads;
 use selfemo_trainer::grpo::{DegenerateGroups, Group, UpdateSettings, UpdateStats, rollout, update, update_on};
 use selfemo_trainer::loss::{Clip, LossType};
 use selfemo_trainer::optim::{AdamWSettings, LrDecay, LrSchedule};
 use selfemo_trainer::warm_start::{Example, SftPlan, sft, sft_on};
-use std::sync::{Arc, Barrier, Mutex};
-
-/// One rank of an in-process world: a gather writes into this rank's slot, waits for every
-/// rank, reads every slot, and waits again before a slot can be reused; a sum is a gather
-/// added up in rank order.
-struct ThreadRank {
-    rank: usize,
-    slots: Arc<(Barrier, Mutex<Vec<Vec<u8>>>)>,
-}
-
-fn world(size: usize) -> Vec<ThreadRank> {
-    let slots = Arc::new((Barrier::new(size), Mutex::new(vec![Vec::new(); size])));
-    (0..size).map(|rank| ThreadRank { rank, slots: slots.clone() }).collect()
-}
-
-impl Collective for ThreadRank {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-
-    fn size(&self) -> usize {
-        self.slots.1.lock().unwrap().len()
-    }
-
-    fn sum_f32(&self, values: &mut [f32]) {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let all = self.gather_bytes(&bytes);
-        for (i, v) in values.iter_mut().enumerate() {
-            *v = all.iter().map(|b| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())).fold(0.0, |a, x| a + x);
-        }
-    }
-
-    fn gather_bytes(&self, mine: &[u8]) -> Vec<Vec<u8>> {
-        let (barrier, slots) = &*self.slots;
-        slots.lock().unwrap()[self.rank] = mine.to_vec();
-        barrier.wait();
-        let all = slots.lock().unwrap().clone();
-        barrier.wait();
-        all
-    }
-}
 
 fn flat(m: &CausalLm) -> Vec<f32> {
     let mut out = Vec::new();
@@ -115,7 +74,7 @@ fn two_ranks_take_the_one_process_update_step() {
     let one_stats = one_stats.unwrap();
     assert!(one_stats.grad_norm > 1e-3, "the update has signal: {one_stats:?}");
     let ranks: Vec<(CausalLm, UpdateStats)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = world(2)
+        let handles: Vec<_> = Threads::world(2, None)
             .into_iter()
             .map(|rank| {
                 let (model, reference, groups) = (model.clone(), reference.clone(), &groups);
@@ -160,7 +119,7 @@ fn two_ranks_take_the_one_process_sft_step() {
     };
     let (one, one_out) = sft(model.clone(), &mut AdamWSettings::default().build(), &refs, 0, &plan(2), &mut |_, _, _| Ok(())).unwrap();
     let ranks: Vec<(CausalLm, Vec<f64>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = world(2)
+        let handles: Vec<_> = Threads::world(2, None)
             .into_iter()
             .map(|rank| {
                 let (model, refs, plan) = (model.clone(), &refs, plan(1));

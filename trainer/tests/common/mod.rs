@@ -32,6 +32,29 @@ pub fn config_with(dir: &Path, name: &str, data: &str) -> Option<RunConfig> {
     Some(c)
 }
 
+/// The tiny run for data-parallel tests, written to `<dir>/<name>.toml`: 4 prompt groups per
+/// step (2 per rank of 2), 2 update and 2 SFT micro-batches (one per rank, the passes one
+/// process runs too), a checkpoint every step, and β = 0. The cut 2-layer model earns equal
+/// rewards in every group, so its SELF-GRPO gradients are exactly 0 whatever the ranks; the
+/// warm start carries the gradients that the all-reduce must sum exactly
+/// (`trainer/tests/data_parallel.rs` checks updates with signal).
+pub fn data_parallel(dir: &Path, name: &str) -> Option<(RunConfig, std::path::PathBuf)> {
+    let mut c = config(dir, name)?;
+    c.grpo.prompts_per_step = 4;
+    c.grpo.gradient_accumulation_steps = 2;
+    c.grpo.max_steps = 3;
+    c.grpo.save_steps = 1;
+    c.warm_start.steps = 8;
+    c.warm_start.batch_size = 4;
+    c.warm_start.gradient_accumulation_steps = 2;
+    c.grpo.beta = 0.0;
+    (c.eval.dev_limit, c.eval.test_limit) = (5, 5);
+    c.selfplay.responder_prompts_per_step = 4;
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
+    Some((c, path))
+}
+
 /// Asserts two runs' metric rows agree, less timings and traffic: every sampled token, reward
 /// and count exactly, and the float statistics (loss, KL, entropy, gradient norm) within
 /// `rel` relative plus `floor` absolute. flex sums in parallel in an order that can vary between
