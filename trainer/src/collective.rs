@@ -57,8 +57,9 @@ pub trait Collective {
         None
     }
 
-    /// Records what a collective outside these calls moved (a device group's all-reduce), for
-    /// a counting wrapper ([`Counted`]) to add to its traffic.
+    /// Records what a collective outside these calls moved (a device group's all-reduce: the
+    /// bytes, and the seconds spent queueing it, the transfer itself running on the device),
+    /// for a counting wrapper ([`Counted`]) to add to its traffic.
     fn note_device_traffic(&self, _bytes: u64, _seconds: f64) {}
 }
 

@@ -498,8 +498,15 @@ impl RunConfig {
             return Err(format!("model.trainable.targets: unknown projection {t:?} (one of {})", LORA_TARGETS.join(", ")));
         }
         selfemo_model::parse_device(&self.device).map_err(|e| format!("device: {e}"))?;
+        let mut gpus = Vec::new();
         for (i, d) in self.devices.iter().enumerate() {
-            selfemo_model::parse_device(d).map_err(|e| format!("devices[{i}]: {e}"))?;
+            let device = selfemo_model::parse_device(d).map_err(|e| format!("devices[{i}]: {e}"))?;
+            if d.trim().to_ascii_lowercase().starts_with("cuda") {
+                if gpus.contains(&device) {
+                    return Err(format!("devices[{i}]: {d:?} is already in the list (NCCL gives each GPU one rank)"));
+                }
+                gpus.push(device);
+            }
         }
         self.selfplay.validate()?;
         finite("warm_start.minutes", self.warm_start.minutes, self.warm_start.minutes >= 0.0)?;

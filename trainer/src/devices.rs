@@ -1,15 +1,14 @@
 //! A run over several devices of one process (`devices = ["cuda:0", "cuda:1", ...]`): one
 //! thread per device, each a rank of an in-process world ([`Threads`]) running [`train`] on its
-//! share of every step, as MPI ranks do; rank 0 writes the run folder. On CUDA, burn's
-//! distributed context is started over the devices, and the gradient all-reduce runs there
-//! (NCCL); on other devices the gradients are summed through memory.
+//! share of every step, as MPI ranks do; rank 0 writes the run folder. On CUDA the gradients
+//! are summed on the devices by burn's all-reduce (NCCL, whose communicator burn starts on the
+//! first call); on other devices through memory.
 
 use crate::collective::{Collective, Threads};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::run::{Outcome, TrainOptions, train};
 use burn::tensor::Device;
-use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation};
 use selfemo_model::parse_device;
 
 /// [`train`] with one thread per entry of `config.devices`; returns rank 0's outcome, or the
@@ -23,8 +22,6 @@ pub(crate) fn train_on_devices(config: &RunConfig, options: TrainOptions) -> Res
     let devices: Vec<Device> =
         config.devices.iter().enumerate().map(|(i, d)| parse_device(d).map_err(|e| TrainError::Config(format!("devices[{i}]: {e}")))).collect::<Result<_>>()?;
     let on_cuda = config.devices.iter().all(|d| d.trim().to_ascii_lowercase().starts_with("cuda"));
-    // Lives until every thread has returned: dropping it closes the communication server.
-    let _context = on_cuda.then(|| DistributedContext::init(devices.clone(), DistributedConfig { all_reduce_op: ReduceOperation::Sum }));
     let world = Threads::world(devices.len(), on_cuda.then_some(devices));
     let results: Vec<std::thread::Result<Result<Outcome>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = world
