@@ -257,7 +257,8 @@ impl ModuleVisitor for DeviceSum<'_> {
         if !value.is_require_grad() || *self.present.next().expect("one flag per trainable parameter") == 0.0 {
             return;
         }
-        let mine = self.grads.remove::<D>(param.id).unwrap_or_else(|| Tensor::<D>::zeros(value.shape(), &value.device().without_autodiff()).cast(value.dtype()));
+        let mine =
+            self.grads.remove::<D>(param.id).unwrap_or_else(|| Tensor::<D>::zeros(value.shape(), &value.device().without_autodiff()).cast(value.dtype()));
         self.bytes += (mine.shape().num_elements() * mine.dtype().size()) as u64;
         let summed = all_reduce(mine, ReduceOperation::Sum, self.devices.to_vec()).resolve();
         self.grads.register::<D>(param.id, summed);
